@@ -1,0 +1,36 @@
+// Bundles every part of RepoTune. node-llama-cpp stays external: its native binaries cannot be bundled
+// and it ships in the VSIX as a runtime dependency.
+import * as esbuild from "esbuild";
+import { readdirSync, existsSync } from "node:fs";
+import { join } from "node:path";
+
+const production = process.argv.includes("--production");
+const common = { bundle: true, sourcemap: !production, minify: production, logLevel: "warning" };
+const node = { ...common, platform: "node", target: "node20", external: ["vscode", "node-llama-cpp"] };
+
+function testEntries(dir, suffix) {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { recursive: true })
+    .map(String)
+    .filter((f) => f.endsWith(suffix))
+    .map((f) => join(dir, f));
+}
+
+const builds = [
+  { ...node, format: "cjs", entryPoints: ["src/extension.ts"], outfile: "dist/extension.js" },
+  { ...node, format: "cjs", entryPoints: ["src/cli.ts"], outfile: "dist/cli.js", banner: { js: "#!/usr/bin/env node" } },
+  // node-llama-cpp is ESM-only, so the engine process is an ES module.
+  { ...node, format: "esm", entryPoints: ["src/engine/main.ts"], outfile: "dist/engine.mjs",
+    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" } },
+  { ...common, platform: "browser", format: "iife", target: "es2022",
+    entryPoints: { run: "webview/run.ts", panel: "webview/panel.ts" }, outdir: "dist/webview",
+    loader: { ".css": "css" } },
+];
+if (!production) {
+  const unit = testEntries("test/unit", ".test.ts");
+  if (unit.length) builds.push({ ...node, format: "cjs", entryPoints: unit, outdir: "out/test/unit", outbase: "test/unit" });
+  const suite = testEntries("test/vscode/suite", ".ts");
+  if (suite.length) builds.push({ ...node, format: "cjs", entryPoints: suite, outdir: "out/test/vscode/suite", outbase: "test/vscode/suite", external: ["vscode", "node-llama-cpp", "mocha"] });
+}
+
+await Promise.all(builds.map((b) => esbuild.build(b)));

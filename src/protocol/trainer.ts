@@ -1,0 +1,105 @@
+// The one schema module for the trainer boundary: JSON lines the Python trainer prints on stdout.
+// Nothing else parses trainer output. Unknown or malformed lines are reported, never fatal.
+import { z } from "zod";
+
+const base = { time: z.number().optional() };
+
+export const TrainerStart = z.object({
+  ...base,
+  event: z.literal("start"),
+  device: z.string(),
+  torch_version: z.string(),
+  arch: z.string(),
+  n_layer: z.number().int(),
+  n_embd: z.number().int(),
+  vocab_size: z.number().int(),
+  weight_types: z.array(z.string()),
+  trainable_params: z.number().int(),
+  total_params: z.number().int(),
+  steps: z.number().int(),
+  batch: z.number().int(),
+  seq_len: z.number().int(),
+  train_sequences: z.number().int(),
+  val_sequences: z.number().int(),
+  resumed_from_step: z.number().int().nullable().optional(),
+});
+
+export const TrainerStep = z.object({
+  ...base,
+  event: z.literal("step"),
+  step: z.number().int(),
+  steps: z.number().int(),
+  loss: z.number(),
+  lr: z.number(),
+  tokens_per_s: z.number(),
+  elapsed_s: z.number(),
+});
+
+export const TrainerEval = z.object({
+  ...base,
+  event: z.literal("eval"),
+  step: z.number().int(),
+  val_loss: z.number(),
+});
+
+export const TrainerCheckpoint = z.object({
+  ...base,
+  event: z.literal("checkpoint"),
+  step: z.number().int(),
+  path: z.string(),
+});
+
+export const TrainerDone = z.object({
+  ...base,
+  event: z.literal("done"),
+  step: z.number().int(),
+  adapter: z.string(),
+  val_loss_base: z.number().nullable(),
+  val_loss: z.number().nullable(),
+});
+
+export const TrainerStopped = z.object({
+  ...base,
+  event: z.literal("stopped"),
+  step: z.number().int(),
+  checkpoint: z.string().nullable(),
+});
+
+export const TrainerErrorCode = z.enum(["bad_model", "unsupported_arch", "bad_data", "bad_args", "out_of_memory", "internal"]);
+
+export const TrainerError = z.object({
+  ...base,
+  event: z.literal("error"),
+  code: TrainerErrorCode,
+  message: z.string(),
+});
+
+export const TrainerEvent = z.discriminatedUnion("event", [
+  TrainerStart, TrainerStep, TrainerEval, TrainerCheckpoint, TrainerDone, TrainerStopped, TrainerError,
+]);
+export type TrainerEvent = z.infer<typeof TrainerEvent>;
+
+export type ParsedLine = { ok: true; event: TrainerEvent } | { ok: false; line: string; reason: string };
+
+export function parseTrainerLine(line: string): ParsedLine {
+  let json: unknown;
+  try {
+    json = JSON.parse(line);
+  } catch {
+    return { ok: false, line, reason: "not JSON" };
+  }
+  const r = TrainerEvent.safeParse(json);
+  if (!r.success) return { ok: false, line, reason: r.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ") };
+  return { ok: true, event: r.data };
+}
+
+/** `python -m repotune_trainer selftest` prints exactly one line of this shape. */
+export const TrainerSelftest = z.object({
+  ok: z.boolean(),
+  python: z.string(),
+  torch: z.string().nullable(),
+  numpy: z.string().nullable(),
+  device: z.string().nullable(),
+  message: z.string().optional(),
+});
+export type TrainerSelftest = z.infer<typeof TrainerSelftest>;
