@@ -1,7 +1,7 @@
 // Bundles every part of RepoTune. node-llama-cpp stays external: its native binaries cannot be bundled
 // and it ships in the VSIX as a runtime dependency.
 import * as esbuild from "esbuild";
-import { readdirSync, existsSync } from "node:fs";
+import { readdirSync, existsSync, mkdirSync, copyFileSync } from "node:fs";
 import { join } from "node:path";
 
 const production = process.argv.includes("--production");
@@ -34,3 +34,7 @@ if (!production) {
 }
 
 await Promise.all(builds.map((b) => esbuild.build(b)));
+
+// Codicons for the webviews: shipped in dist/ because node_modules dev dependencies stay out of the VSIX.
+mkdirSync("dist/codicons", { recursive: true });
+for (const f of ["codicon.css", "codicon.ttf"]) copyFileSync(join("node_modules/@vscode/codicons/dist", f), join("dist/codicons", f));

@@ -1,0 +1,43 @@
+// Wires RepoTune together: one context, commands by name, the Run view, the status bar, inline completions.
+import * as vscode from "vscode";
+import { Ctx } from "./ctx";
+import { RunController } from "./run";
+import { commands } from "./commands";
+import { RunViewProvider } from "./views/runView";
+import { StatusBar } from "./statusBar";
+import { CompletionProvider } from "./completion/provider";
+import type { TuneResult } from "./core/tune";
+
+/** What activate() returns: used by the extension-host tests, and by other extensions that script RepoTune. */
+export interface RepoTuneApi {
+  state(): { phase: string; activeAdapter: string | null; modelPath: string | null; lastRun: TuneResult | null };
+  runFineTune(): Promise<TuneResult | null>;
+  engineComplete(prefix: string, suffix: string, adapter: "active" | "none"): Promise<string>;
+}
+
+export function activate(context: vscode.ExtensionContext): RepoTuneApi {
+  const ctx = new Ctx(context);
+  const run = new RunController(ctx);
+  const completions = new CompletionProvider(ctx);
+  context.subscriptions.push(
+    ctx,
+    run,
+    new StatusBar(ctx, run),
+    vscode.window.registerWebviewViewProvider(RunViewProvider.viewId, new RunViewProvider(ctx, run)),
+    vscode.languages.registerInlineCompletionItemProvider({ pattern: "**" }, completions),
+    ...Object.entries(commands).map(([id, make]) => vscode.commands.registerCommand(id, make(ctx, run))),
+  );
+  ctx.log.info(`RepoTune activated (extension at ${context.extensionUri.fsPath}).`);
+
+  return {
+    state: () => ({ phase: run.snapshot.phase, activeAdapter: ctx.activeAdapter, modelPath: run.snapshot.model, lastRun: run.lastRun }),
+    runFineTune: () => run.start(),
+    engineComplete: async (prefix, suffix, adapter) => {
+      const doc = await vscode.workspace.openTextDocument({ content: prefix + suffix });
+      const text = await completions.complete(doc, doc.positionAt(prefix.length), adapter === "active" ? ctx.activeAdapter : null);
+      return text ?? "";
+    },
+  };
+}
+
+export function deactivate(): void {}

@@ -1,0 +1,173 @@
+// Runs a fine-tune for the open workspace, keeps the snapshot the views draw, and activates the new adapter.
+import * as vscode from "vscode";
+import type { Ctx } from "./ctx";
+import { tune, type TuneResult } from "./core/tune";
+import { applyRunEvent, emptySnapshot, snapshotForNewRun } from "./core/runSnapshot";
+import { messageOf, UserError } from "./core/errors";
+import type { RunEvent } from "./protocol/run";
+import type { RunSnapshot } from "./protocol/webview";
+
+export class RunController implements vscode.Disposable {
+  private _snapshot: RunSnapshot;
+  private abort: AbortController | undefined;
+  private _lastRun: TuneResult | null = null;
+  private readonly changed = new vscode.EventEmitter<RunSnapshot>();
+  readonly onDidChange = this.changed.event;
+
+  constructor(private readonly ctx: Ctx) {
+    this._snapshot = emptySnapshot(ctx.activeAdapter, ctx.config.modelPath ?? null);
+    ctx.onDidChangeAdapter((a) => this.update({ ...this._snapshot, activeAdapter: a }));
+  }
+
+  get snapshot(): RunSnapshot {
+    return this._snapshot;
+  }
+
+  get running(): boolean {
+    return this.abort !== undefined;
+  }
+
+  get lastRun(): TuneResult | null {
+    return this._lastRun;
+  }
+
+  private update(s: RunSnapshot): void {
+    this._snapshot = s;
+    this.changed.fire(s);
+  }
+
+  /** Fails the view and tells the user, for problems found before the pipeline starts. */
+  private fail(err: unknown): void {
+    const message = messageOf(err);
+    const setting = err instanceof UserError ? err.setting : undefined;
+    this.ctx.log.error(message);
+    this.update({ ...this._snapshot, phase: "failed", error: message, errorAction: setting ?? null });
+    void this.notifyError(message, setting);
+  }
+
+  private async notifyError(message: string, setting?: string): Promise<void> {
+    const actions = setting ? ["Open Settings", "Show Log"] : ["Show Log"];
+    const choice = await vscode.window.showErrorMessage(`RepoTune: ${message}`, ...actions);
+    if (choice === "Open Settings") await vscode.commands.executeCommand("workbench.action.openSettings", setting);
+    if (choice === "Show Log") this.ctx.log.show(true);
+  }
+
+  async start(): Promise<TuneResult | null> {
+    if (this.running) {
+      void vscode.window.showInformationMessage("RepoTune is already training; stop the current run first.");
+      return null;
+    }
+    this.update(snapshotForNewRun(this._snapshot));
+    const folder = await pickFolder();
+    if (!folder) {
+      this.fail(new UserError("Open a folder first: RepoTune learns from the files of the open workspace (File > Open Folder)."));
+      return null;
+    }
+    if (!vscode.workspace.isTrusted) {
+      this.fail(new UserError("Fine-tuning runs Python and reads every file of the workspace, so it needs a trusted workspace. Trust this folder to fine-tune."));
+      return null;
+    }
+    this.abort = new AbortController();
+    await vscode.commands.executeCommand("setContext", "repotune.training", true);
+    try {
+      const [python, modelPath] = await Promise.all([this.ctx.python(), this.ctx.modelPath()]);
+      this.update({ ...this._snapshot, model: modelPath });
+      const engine = (await this.ctx.engine.ready(modelPath)).client;
+      const result = await this.withProgress(this.abort, () =>
+        tune({
+          folder: folder.uri.fsPath,
+          modelPath,
+          python,
+          trainerRoot: this.ctx.trainerRoot,
+          enginePath: this.ctx.enginePath,
+          runsRoot: this.ctx.runsRoot,
+          settings: this.ctx.config.training,
+          onEvent: (e) => this.onEvent(e),
+          signal: this.abort!.signal,
+          engine,
+        }),
+      );
+      this._lastRun = result;
+      await this.finish(result);
+      return result;
+    } catch (err) {
+      this.fail(err);
+      return null;
+    } finally {
+      this.abort = undefined;
+      await vscode.commands.executeCommand("setContext", "repotune.training", false);
+    }
+  }
+
+  stop(): void {
+    if (!this.abort) {
+      void vscode.window.showInformationMessage("RepoTune is not training.");
+      return;
+    }
+    this.ctx.log.info("Stopping the training run (a checkpoint is saved).");
+    this.abort.abort();
+  }
+
+  private onEvent(e: RunEvent): void {
+    this.ctx.log.info(describe(e));
+    this.update(applyRunEvent(this._snapshot, e));
+  }
+
+  private withProgress<T>(abort: AbortController, work: () => Promise<T>): Thenable<T> {
+    return vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Notification, title: "RepoTune", cancellable: true },
+      async (progress, token) => {
+        token.onCancellationRequested(() => abort.abort());
+        const sub = this.onDidChange((s) => progress.report({ message: progressMessage(s) }));
+        try {
+          return await work();
+        } finally {
+          sub.dispose();
+        }
+      },
+    );
+  }
+
+  private async finish(result: TuneResult): Promise<void> {
+    if (result.status === "done" && result.adapterPath) {
+      await this.ctx.setActiveAdapter(result.adapterPath);
+      const gain = result.valLossBase !== null && result.valLoss !== null
+        ? ` Validation loss ${result.valLossBase.toFixed(3)} -> ${result.valLoss.toFixed(3)}.` : "";
+      void vscode.window.showInformationMessage(`RepoTune: the new adapter is active for this workspace.${gain}`);
+    } else if (result.status === "stopped") {
+      void vscode.window.showInformationMessage("RepoTune: training stopped; the previous adapter stays active.");
+    } else if (result.status === "failed") {
+      void this.notifyError(result.error ?? "The run failed; see the log.");
+    }
+  }
+}
+
+async function pickFolder(): Promise<vscode.WorkspaceFolder | undefined> {
+  const folders = vscode.workspace.workspaceFolders ?? [];
+  if (folders.length <= 1) return folders[0];
+  return vscode.window.showWorkspaceFolderPick({ placeHolder: "Which folder should RepoTune learn from?" });
+}
+
+function progressMessage(s: RunSnapshot): string {
+  switch (s.phase) {
+    case "preparing":
+      return s.dataset ? `Prepared ${s.dataset.filesUsed} files` : "Preparing data…";
+    case "training":
+      return s.steps ? `Training: step ${s.step}/${s.steps}${s.loss !== null ? `, loss ${s.loss.toFixed(3)}` : ""}` : "Starting the trainer…";
+    default:
+      return s.phase;
+  }
+}
+
+function describe(e: RunEvent): string {
+  switch (e.type) {
+    case "trainer":
+      return `[trainer] ${JSON.stringify(e.event)}`;
+    case "log":
+      return e.message;
+    case "error":
+      return `error: ${e.message}`;
+    default:
+      return JSON.stringify(e);
+  }
+}

@@ -1,0 +1,81 @@
+"""Command line: `python -m repotune_trainer {train,tiny-model,selftest,probs} ...` (see trainer/README.md)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="repotune_trainer", description="RepoTune LoRA trainer for GGUF models")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a LoRA adapter; JSON lines on stdout")
+    t.add_argument("--model", required=True, help="base model GGUF")
+    t.add_argument("--data", required=True, help="dataset folder with train.bin, val.bin, meta.json")
+    t.add_argument("--out", required=True, help="run folder (checkpoints/ goes here)")
+    t.add_argument("--adapter-out", required=True, help="path of the adapter GGUF to write")
+    t.add_argument("--steps", type=int, default=200)
+    t.add_argument("--lr", type=float, default=3e-3)
+    t.add_argument("--rank", type=int, default=16)
+    t.add_argument("--alpha", type=float, default=None, help="LoRA alpha (default: 2 x rank)")
+    t.add_argument("--batch", type=int, default=8, help="sequences per step")
+    t.add_argument("--warmup", type=int, default=None, help="warm-up steps (default: 5%% of steps, at most 50)")
+    t.add_argument("--eval-every", type=int, default=50)
+    t.add_argument("--checkpoint-every", type=int, default=100)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    t.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: 1 on CPUs with "
+                   "few cores, where BLAS threads compete, else half the cores)")
+    t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in OUT/checkpoints")
+
+    m = sub.add_parser("tiny-model", help="write a tiny deterministic GGUF model for tests")
+    m.add_argument("--arch", choices=["llama", "qwen2"], default="llama")
+    m.add_argument("--out", required=True)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--dtype", choices=["f32", "f16", "q8_0"], default="f32")
+    m.add_argument("--tied", action="store_true", help="no output.weight: the output head reuses token_embd")
+
+    sub.add_parser("selftest", help="check that torch and numpy are usable; one JSON line")
+
+    pr = sub.add_parser("probs", help="greedy continuation and next-token probabilities (parity checks)")
+    pr.add_argument("--model", required=True)
+    pr.add_argument("--adapter", default=None)
+    pr.add_argument("--tokens", required=True, help="comma-separated prompt token ids (include BOS yourself)")
+    pr.add_argument("--n-predict", type=int, default=64)
+    pr.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="cpu")
+    return p
+
+
+def _tiny_model(args) -> int:
+    from .tiny import write_tiny_model
+    write_tiny_model(args.out, args.arch, args.seed, args.dtype, args.tied)
+    print(json.dumps({"path": args.out, "arch": args.arch, "dtype": args.dtype}))
+    return 0
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "tiny-model":
+        return _tiny_model(args)
+    if args.command == "selftest":
+        from .selftest import selftest
+        return selftest()
+    if args.command == "probs":
+        from .probs import run_probs
+        return run_probs(args)
+    if args.command == "train":
+        from .train import run_train
+        return run_train(args)
+    return 2
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception:  # noqa: BLE001 - last resort for subcommands without their own error events
+        traceback.print_exc()
+        sys.exit(1)

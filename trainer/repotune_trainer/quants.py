@@ -1,0 +1,113 @@
+"""ggml weight formats in PyTorch: frozen weights stay packed as in the GGUF and are dequantized on use.
+
+A `PackedWeight` holds the tensors of one GGUF weight in the smallest form PyTorch can compute from:
+F32/F16/BF16 as a plain tensor of that dtype, Q8_0 as its per-block f16 scales plus int8 values (34 bytes per 32
+weights, as in the file). `dequantize` rebuilds the full-precision matrix; the model calls it inside a custom
+autograd function so the dequantized copy never outlives one matmul (see model.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Tuple
+
+import numpy as np
+import torch
+
+from .gguf import GGML_TYPE_IDS, TensorInfo, type_name
+
+F32, F16, Q8_0, BF16 = GGML_TYPE_IDS["F32"], GGML_TYPE_IDS["F16"], GGML_TYPE_IDS["Q8_0"], GGML_TYPE_IDS["BF16"]
+Q4_0 = GGML_TYPE_IDS["Q4_0"]
+QK8_0 = 32
+QK4_0 = 32
+SUPPORTED_TYPES = (F32, F16, BF16, Q8_0, Q4_0)
+
+
+class UnsupportedQuantError(ValueError):
+    pass
+
+
+@dataclass
+class PackedWeight:
+    ggml_type: int
+    shape: Tuple[int, ...]          # numpy/PyTorch order: (n_out, n_in) for a matrix
+    parts: List[torch.Tensor]       # the packed tensors; what autograd saves instead of the dequantized matrix
+
+    @property
+    def type_name(self) -> str:
+        return type_name(self.ggml_type)
+
+    def to(self, device) -> "PackedWeight":
+        return PackedWeight(self.ggml_type, self.shape, [p.to(device) for p in self.parts])
+
+    def nbytes(self) -> int:
+        return sum(p.numel() * p.element_size() for p in self.parts)
+
+    def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return dequantize(self.ggml_type, self.shape, self.parts, dtype)
+
+
+def pack(info: TensorInfo) -> PackedWeight:
+    """Turn a memory-mapped GGUF tensor into torch tensors (copied out of the mmap, still packed)."""
+    t, shape = info.ggml_type, info.shape
+    if t == F32:
+        return PackedWeight(t, shape, [torch.from_numpy(np.array(info.data, dtype=np.float32))])
+    if t == F16:
+        return PackedWeight(t, shape, [torch.from_numpy(np.array(info.data, dtype=np.float16))])
+    if t == BF16:
+        bits = np.array(info.data, dtype=np.uint16).astype(np.int32) << 16
+        return PackedWeight(t, shape, [torch.from_numpy(bits.view(np.float32)).to(torch.bfloat16)])
+    if t == Q8_0:
+        blocks = np.array(info.data).reshape(*shape[:-1], shape[-1] // QK8_0, 2 + QK8_0)
+        d = np.ascontiguousarray(blocks[..., :2]).view(np.float16)[..., 0]
+        qs = np.ascontiguousarray(blocks[..., 2:]).view(np.int8)
+        return PackedWeight(t, shape, [torch.from_numpy(d.copy()), torch.from_numpy(qs.copy())])
+    if t == Q4_0:
+        blocks = np.array(info.data).reshape(*shape[:-1], shape[-1] // QK4_0, 2 + QK4_0 // 2)
+        d = np.ascontiguousarray(blocks[..., :2]).view(np.float16)[..., 0]
+        qs = np.ascontiguousarray(blocks[..., 2:])
+        return PackedWeight(t, shape, [torch.from_numpy(d.copy()), torch.from_numpy(qs.copy())])
+    raise UnsupportedQuantError(
+        f"tensor {info.name} is stored as {info.type_name}, which the trainer cannot read yet "
+        f"(supported: {', '.join(type_name(x) for x in SUPPORTED_TYPES)}). Use a Q8_0, F16, BF16 or F32 GGUF of the model.")
+
+
+def dequantize(ggml_type: int, shape: Tuple[int, ...], parts: List[torch.Tensor], dtype=torch.float32) -> torch.Tensor:
+    if ggml_type in (F32, F16, BF16):
+        return parts[0].to(dtype)
+    if ggml_type == Q8_0:
+        d, qs = parts
+        return (qs.to(dtype) * d.to(dtype).unsqueeze(-1)).reshape(shape)
+    if ggml_type == Q4_0:
+        # Each byte holds weight j in its low nibble and weight j+16 in its high nibble; values are offset by 8.
+        d, qs = parts
+        q = qs.to(torch.int16)
+        vals = torch.cat([q & 0x0F, q >> 4], dim=-1) - 8
+        return (vals.to(dtype) * d.to(dtype).unsqueeze(-1)).reshape(shape)
+    raise UnsupportedQuantError(f"cannot dequantize {type_name(ggml_type)}")
+
+
+# -- writing (tiny models) ----------------------------------------------------------------------------------------
+
+def _round_half_away(x: np.ndarray) -> np.ndarray:
+    # ggml uses roundf (half away from zero); numpy's round is half to even.
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
+def quantize_q8_0(x: np.ndarray) -> np.ndarray:
+    """Reference Q8_0 quantization (ggml quantize_row_q8_0_ref): per 32 values, d = amax/127, q = round(x/d).
+
+    Returns raw bytes shaped (rows..., n_blocks * 34) ready for the GGUF writer.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if x.shape[-1] % QK8_0:
+        raise ValueError(f"Q8_0 needs rows of a multiple of {QK8_0} values, got {x.shape[-1]}")
+    blocks = x.reshape(*x.shape[:-1], x.shape[-1] // QK8_0, QK8_0)
+    amax = np.abs(blocks).max(axis=-1, keepdims=True)
+    d = amax / 127.0
+    with np.errstate(divide="ignore"):
+        inv = np.where(d > 0, 1.0 / np.where(d > 0, d, 1.0), 0.0).astype(np.float32)
+    q = _round_half_away(blocks * inv).astype(np.int8)
+    out = np.empty(blocks.shape[:-1] + (2 + QK8_0,), dtype=np.uint8)
+    out[..., :2] = d.astype(np.float16).view(np.uint8).reshape(blocks.shape[:-1] + (2,))
+    out[..., 2:] = q.view(np.uint8)
+    return out.reshape(*x.shape[:-1], -1)
