@@ -72,7 +72,6 @@ export class RunController implements vscode.Disposable {
     try {
       const [python, modelPath] = await Promise.all([this.ctx.python(), this.ctx.modelPath()]);
       this.update({ ...this._snapshot, model: modelPath });
-      const engine = (await this.ctx.engine.ready(modelPath)).client;
       const result = await this.withProgress(this.abort, () =>
         tune({
           folder: folder.uri.fsPath,
@@ -83,8 +82,9 @@ export class RunController implements vscode.Disposable {
           runsRoot: this.ctx.runsRoot,
           settings: this.ctx.config.training,
           onEvent: (e) => this.onEvent(e),
+          // The pipeline runs its own engine for tokenizing and stops it before training, so the model's memory
+          // is free for the trainer; the window's engine keeps serving completions.
           signal: this.abort!.signal,
-          engine,
         }),
       );
       this._lastRun = result;
@@ -126,6 +126,12 @@ export class RunController implements vscode.Disposable {
         }
       },
     );
+  }
+
+  dispose(): void {
+    // Closing the window stops training cleanly: the trainer checkpoints on SIGINT, no orphan holds the GPU.
+    this.abort?.abort();
+    this.changed.dispose();
   }
 
   private async finish(result: TuneResult): Promise<void> {

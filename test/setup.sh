@@ -49,7 +49,7 @@ install_tool() { # name dir spec [extra env...]
   say "installing $spec into $dir (one time)"
   rm -rf "$dir"
   mkdir -p "$dir"
-  (cd "$dir" && env "$@" npm install --no-audit --no-fund --loglevel=error "$spec") \
+  (env "$@" npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "$spec") \
     || die "installing $name failed (see the npm output above). It needs the npm registry; check the network and run test/setup.sh again."
   echo "$spec" >"$dir/.installed"
 }

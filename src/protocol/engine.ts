@@ -13,6 +13,8 @@ export const ModelInfo = z.object({
   trainContextSize: z.number().int(),
   bos: z.number().int().nullable(),
   eos: z.number().int().nullable(),
+  /** True when the model expects BOS first (llama.cpp's add_bos): `complete` prepends it; `tokenize` never does. */
+  addBos: z.boolean().optional(),
   /** Text of the model's special tokens that prompt formats need; null where the model lacks them. */
   special: z.object({
     fimPrefix: z.string().nullable(),

@@ -7,9 +7,18 @@ import sys
 import traceback
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors become an `error` event too: the extension reads stdout, not the usage text."""
+
+    def error(self, message):
+        from .events import emit
+        emit("error", code="bad_args", message=f"Invalid trainer arguments: {message}")
+        super().error(message)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="repotune_trainer", description="RepoTune LoRA trainer for GGUF models")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="repotune_trainer", description="RepoTune LoRA trainer for GGUF models")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a LoRA adapter; JSON lines on stdout")
     t.add_argument("--model", required=True, help="base model GGUF")
@@ -29,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: 1 on CPUs with "
                    "few cores, where BLAS threads compete, else half the cores)")
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in OUT/checkpoints")
+    t.add_argument("--max-eval-sequences", type=int, default=256, help="cap on validation sequences per evaluation")
 
     m = sub.add_parser("tiny-model", help="write a tiny deterministic GGUF model for tests")
     m.add_argument("--arch", choices=["llama", "qwen2"], default="llama")

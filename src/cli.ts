@@ -1,0 +1,426 @@
+// `repotune` on the command line: the same pipeline as the extension, headless (README demo, benchmarks, scripts).
+import { parseArgs } from "node:util";
+import { promises as fs } from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { EngineClient } from "./core/engineClient";
+import { promptFormatFor, type PromptFormat } from "./core/promptFormat";
+import { cleanCompletion } from "./core/completionText";
+import { messageOf } from "./core/errors";
+import { findPython, locateTrainerRoot } from "./core/python";
+import { ensureTinyModel } from "./core/tinyModel";
+import { tune, resolveSettings, checkGguf, DEFAULT_TRAIN_SETTINGS, type TrainSettings, type TuneResult } from "./core/tune";
+import { buildDataset, describeSkipped } from "./core/dataset/build";
+import { cursorWindow } from "./core/dataset/fim";
+import { hash32 } from "./core/dataset/random";
+import { readDatasetFiles } from "./core/dataset/write";
+import { newRunId, repoIdFor } from "./core/runStore";
+import type { RunEvent } from "./protocol/run";
+import type { ModelInfo } from "./protocol/engine";
+
+const HELP = `Usage: repotune <command> [options]
+
+Commands:
+  tune <folder>       Build a dataset from the folder, train a LoRA adapter, and compare it with the base model
+                      on held-out files (validation loss and completions side by side).
+  dataset <folder>    Only build the dataset (train.bin, val.bin, meta.json).
+  complete <file>     Complete <file> at a cursor, with or without an adapter.
+
+Options:
+  --model PATH|tiny   Base model GGUF ("tiny": a tiny generated model, for trying RepoTune out). Default: $REPOTUNE_MODEL.
+  --python P          Python with PyTorch and NumPy. Default: the first that works of $REPOTUNE_PYTHON, python3,
+                      python, /usr/bin/python3.
+  --runs DIR          (tune) Where runs are stored. Default: $REPOTUNE_HOME, else $XDG_DATA_HOME/repotune
+                      (~/.local/share/repotune).
+  --steps N           (tune) Optimizer steps (default ${DEFAULT_TRAIN_SETTINGS.steps}).
+  --seq-len N         (tune, dataset, complete) Sequence length in tokens (default ${DEFAULT_TRAIN_SETTINGS.seqLen}).
+  --rank N, --lr F, --batch N, --seed N, --device auto|cpu|cuda|mps
+                      (tune) Other training settings.
+  --out DIR           (dataset) Output folder. Default: a new folder under the runs folder.
+  --line L --col C    (complete) Cursor position, 1-based.
+  --adapter PATH      (complete) LoRA adapter GGUF to apply.
+  --max-tokens N      (complete) Most tokens to generate (default 48).
+  -h, --help          Show this help.
+
+Exit code 0 on success, 1 on failure (the reason is printed on stderr).`;
+
+const OPTIONS = {
+  model: { type: "string" },
+  python: { type: "string" },
+  runs: { type: "string" },
+  steps: { type: "string" },
+  "seq-len": { type: "string" },
+  rank: { type: "string" },
+  lr: { type: "string" },
+  batch: { type: "string" },
+  seed: { type: "string" },
+  device: { type: "string" },
+  out: { type: "string" },
+  line: { type: "string" },
+  col: { type: "string" },
+  adapter: { type: "string" },
+  "max-tokens": { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>["values"];
+
+/** A failure whose message is the whole story (no stack trace wanted). */
+class CliError extends Error {}
+
+const enginePath = path.join(__dirname, "engine.mjs");
+const trainerRoot = locateTrainerRoot();
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new CliError(`${messageOf(err)}\nRun repotune --help for the options.`);
+  }
+  const { values, positionals } = parsed;
+  const [command, target, ...extra] = positionals;
+  if (values.help || command === undefined || command === "help") {
+    console.log(HELP);
+    return 0;
+  }
+  if (extra.length > 0) throw new CliError(`Unexpected arguments: ${extra.join(" ")}. Run repotune --help for the usage.`);
+  if (target === undefined) throw new CliError(`repotune ${command} needs a ${command === "complete" ? "file" : "folder"}. Run repotune --help for the usage.`);
+  switch (command) {
+    case "tune":
+      return cmdTune(target, values);
+    case "dataset":
+      return cmdDataset(target, values);
+    case "complete":
+      return cmdComplete(target, values);
+    default:
+      throw new CliError(`Unknown command "${command}". Commands: tune, dataset, complete (repotune --help).`);
+  }
+}
+
+// ---- tune -------------------------------------------------------------------------------------------------
+
+async function cmdTune(folder: string, values: Values): Promise<number> {
+  const t0 = Date.now();
+  const python = await pickPython(values);
+  const modelPath = await pickModel(values, python);
+  const settings = resolveSettings(trainSettings(values));
+  const runsRoot = path.resolve(values.runs ?? defaultRunsRoot());
+  const abort = new AbortController();
+  const onSigint = () => {
+    if (abort.signal.aborted) process.exit(1);
+    console.log("stopping: the trainer saves a checkpoint (Ctrl-C again to quit at once)");
+    abort.abort();
+  };
+  process.on("SIGINT", onSigint);
+  const progress = new Progress(settings.steps);
+  let result: TuneResult;
+  try {
+    result = await tune({
+      folder: path.resolve(folder), modelPath, python, trainerRoot, enginePath, runsRoot, settings,
+      onEvent: (e) => progress.on(e), signal: abort.signal,
+    });
+  } finally {
+    process.off("SIGINT", onSigint);
+  }
+  if (result.status === "failed") throw new CliError(result.error ?? "The run failed.");
+  if (result.status === "stopped") throw new CliError(`Training was stopped. The run folder is ${result.runDir}.`);
+  console.log(`done in ${seconds(Date.now() - t0)}: adapter ${result.adapterPath}`);
+  await printSummary(result, path.resolve(folder), modelPath, settings.seqLen);
+  return 0;
+}
+
+class Progress {
+  private readonly every: number;
+  constructor(steps: number) {
+    this.every = Math.max(1, Math.round(steps / 10));
+  }
+
+  on(e: RunEvent): void {
+    const line = this.describe(e);
+    if (line !== null) console.log(line);
+  }
+
+  private describe(e: RunEvent): string | null {
+    switch (e.type) {
+      case "run":
+        return `run ${e.runId}: ${e.folder}\n  run folder ${e.runDir}`;
+      case "phase":
+        return e.phase === "preparing" ? "preparing the dataset" : e.phase === "training" ? "training" : null;
+      case "dataset": {
+        const s = e.summary;
+        const skipped = Object.keys(s.filesSkipped).length ? ` (skipped: ${describeSkipped(s.filesSkipped)})` : "";
+        return `dataset: ${s.filesUsed} files${skipped}, ${s.examples} examples (${s.promptFormat}); ` +
+          `train ${s.trainSequences} x ${s.seqLen} tokens, validation ${s.valSequences} x ${s.seqLen}`;
+      }
+      case "trainer": {
+        const t = e.event;
+        switch (t.event) {
+          case "start":
+            return `trainer on ${t.device} (torch ${t.torch_version}): ${t.arch}, ${t.n_layer} layers, ` +
+              `${t.trainable_params.toLocaleString("en-US")} trainable of ${t.total_params.toLocaleString("en-US")} parameters, ` +
+              `${t.steps} steps of ${t.batch} x ${t.seq_len} tokens`;
+          case "step":
+            return t.step % this.every === 0 || t.step === t.steps || t.step === 1
+              ? `step ${String(t.step).padStart(String(t.steps).length)}/${t.steps}  loss ${t.loss.toFixed(4)}  ${Math.round(t.tokens_per_s)} tok/s  ${t.elapsed_s.toFixed(1)} s`
+              : null;
+          case "eval":
+            return `  validation loss at step ${t.step}: ${t.val_loss.toFixed(4)}`;
+          case "checkpoint":
+            return `  checkpoint at step ${t.step}`;
+          case "stopped":
+            return `stopped at step ${t.step}${t.checkpoint ? `; checkpoint ${t.checkpoint}` : ""}`;
+          case "error":
+            return null; // tune() turns it into the run's error, printed once on stderr
+          case "done":
+            return null;
+        }
+        return null;
+      }
+      case "log":
+        return `  ${e.message}`;
+      default:
+        return null;
+    }
+  }
+}
+
+// ---- before/after summary ---------------------------------------------------------------------------------
+
+const SAMPLES = 3;
+
+async function printSummary(result: TuneResult, folder: string, modelPath: string, seqLen: number): Promise<void> {
+  console.log("");
+  if (result.valLossBase !== null && result.valLoss !== null) {
+    const change = ((result.valLoss - result.valLossBase) / result.valLossBase) * 100;
+    console.log(`validation loss on held-out files: base ${result.valLossBase.toFixed(4)} -> adapter ${result.valLoss.toFixed(4)} (${change >= 0 ? "+" : ""}${change.toFixed(1)}%)`);
+  } else {
+    console.log("validation loss: not reported by the trainer");
+  }
+  const files = await readDatasetFiles(path.join(result.runDir, "data"));
+  const engine = await EngineClient.start({ enginePath, log: () => undefined });
+  try {
+    const info = await engine.load(modelPath);
+    const format = promptFormatFor(info);
+    const samples = await pickSamples(folder, files.val);
+    if (samples.length === 0) {
+      console.log("no held-out line long enough to show completions on");
+      return;
+    }
+    console.log(`\ncompletions at ${samples.length} cursors in held-out files (greedy; expected = the file's own text):`);
+    const repoName = path.basename(await fs.realpath(folder));
+    for (const [i, s] of samples.entries()) {
+      const window = await promptWindow(engine, s.text, s.offset, seqLen, s.file, repoName);
+      const ask = (adapterPath: string | null) => completeAt(engine, format, window, s.file, repoName, adapterPath);
+      const [base, adapted] = [await ask(null), await ask(result.adapterPath)];
+      const lineText = s.text.slice(s.text.lastIndexOf("\n", s.offset - 1) + 1, s.offset);
+      console.log(`\n[${i + 1}] ${s.file}:${s.line}:${s.col}   ${lineText.trim()}▌`);
+      console.log(sideBySide([["expected", s.expected], ["base", base], ["adapter", adapted]]));
+    }
+  } finally {
+    await engine.dispose();
+  }
+}
+
+interface Sample {
+  file: string;
+  text: string;
+  offset: number;
+  line: number;
+  col: number;
+  expected: string;
+}
+
+/** Deterministic cursors: in each held-out file in turn, the middle of a line with some code on it. */
+async function pickSamples(folder: string, valFiles: string[]): Promise<Sample[]> {
+  const out: Sample[] = [];
+  const files = [...valFiles].sort();
+  for (let i = 0; out.length < SAMPLES && i < SAMPLES * Math.max(1, files.length); i++) {
+    const file = files[i % files.length];
+    if (file === undefined) break;
+    const text = await fs.readFile(path.join(folder, file), "utf8").catch(() => null);
+    if (text === null) continue;
+    const lines = text.split("\n");
+    const candidates = lines.map((l, n) => ({ l, n })).filter(({ l }) => l.trim().length >= 12);
+    if (candidates.length === 0) continue;
+    const { l, n } = candidates[hash32(`repotune-sample:${file}:${i}`) % candidates.length];
+    const indent = l.length - l.trimStart().length;
+    const col = indent + Math.floor((l.trimEnd().length - indent) / 2);
+    const offset = lines.slice(0, n).reduce((a, x) => a + x.length + 1, 0) + col;
+    if (out.some((s) => s.file === file && s.offset === offset)) continue;
+    out.push({ file, text, offset, line: n + 1, col: col + 1, expected: l.slice(col) });
+  }
+  return out;
+}
+
+/** Prefix and suffix sized as in training: about seqLen tokens of this model in all. */
+async function promptWindow(engine: EngineClient, text: string, offset: number, seqLen: number, file: string, repoName: string) {
+  const sample = text.slice(Math.max(0, offset - 8192), offset + 8192);
+  const [tokens] = await engine.tokenize([[{ text: sample, special: false }]]);
+  const charsPerToken = tokens.length > 0 ? sample.length / tokens.length : 1;
+  const windowChars = Math.max(32, Math.floor(seqLen * 0.75 * charsPerToken) - file.length - repoName.length);
+  return cursorWindow(text, offset, windowChars);
+}
+
+async function completeAt(
+  engine: EngineClient, format: PromptFormat, window: { prefix: string; suffix: string }, file: string, repoName: string,
+  adapterPath: string | null, maxTokens = 48,
+): Promise<string> {
+  const prompt = format.fim({ ...window, filePath: file, repoName });
+  const r = await engine.complete({ prompt, adapterPath, maxTokens, stop: format.stopStrings });
+  const lineBefore = window.prefix.slice(window.prefix.lastIndexOf("\n") + 1);
+  const lineAfter = window.suffix.split("\n", 1)[0];
+  return cleanCompletion(r.text, { suffix: window.suffix, singleLine: (lineBefore + lineAfter).trim().length > 0 });
+}
+
+function sideBySide(columns: [string, string][]): string {
+  const width = Math.max(16, Math.floor(((process.stdout.columns || 120) - 4 - 3 * (columns.length - 1)) / columns.length));
+  const show = (s: string) => {
+    const one = JSON.stringify(s).slice(1, -1); // newlines and tabs visible, on one line
+    return (one.length > width ? one.slice(0, width - 1) + "…" : one).padEnd(width);
+  };
+  const head = columns.map(([h]) => h.padEnd(width)).join(" | ");
+  const body = columns.map(([, v]) => show(v)).join(" | ");
+  return `    ${head.trimEnd()}\n    ${body.trimEnd()}`;
+}
+
+// ---- dataset ----------------------------------------------------------------------------------------------
+
+async function cmdDataset(folder: string, values: Values): Promise<number> {
+  const t0 = Date.now();
+  const python = values.model === "tiny" ? await pickPython(values) : "";
+  const modelPath = await pickModel(values, python);
+  const seqLen = resolveSettings(trainSettings(values)).seqLen;
+  const abs = path.resolve(folder);
+  const outDir = path.resolve(values.out ?? path.join(values.runs ?? defaultRunsRoot(), await repoIdFor(abs), `dataset-${newRunId()}`));
+  const engine = await EngineClient.start({ enginePath, log: () => undefined });
+  try {
+    const info = await engine.load(modelPath);
+    const built = await buildDataset({
+      folder: abs, outDir, tokenizer: engine, format: promptFormatFor(info), model: info, modelPath, seqLen,
+      seed: resolveSettings(trainSettings(values)).seed, log: (m) => console.log(`  ${m}`),
+    });
+    const s = built.summary;
+    console.log(`dataset: ${s.filesUsed} files (skipped: ${describeSkipped(s.filesSkipped)}), ${s.examples} examples (${s.promptFormat})`);
+    console.log(`train: ${s.trainSequences} sequences, ${s.trainTokens} tokens; validation: ${s.valSequences} sequences, ${s.valTokens} tokens; seq_len ${s.seqLen}`);
+    if (built.truncatedExamples) console.log(`${built.truncatedExamples} examples were cut to ${seqLen} tokens`);
+    console.log(`written to ${outDir} in ${seconds(Date.now() - t0)}`);
+  } finally {
+    await engine.dispose();
+  }
+  return 0;
+}
+
+// ---- complete ---------------------------------------------------------------------------------------------
+
+async function cmdComplete(file: string, values: Values): Promise<number> {
+  const line = positiveInt(values.line, "--line");
+  const col = positiveInt(values.col, "--col");
+  if (line === undefined || col === undefined) throw new CliError("repotune complete needs --line L and --col C (1-based).");
+  const abs = path.resolve(file);
+  const text = await fs.readFile(abs, "utf8").catch(() => {
+    throw new CliError(`Cannot read ${abs}.`);
+  });
+  const lines = text.split("\n");
+  if (line > lines.length) throw new CliError(`${file} has ${lines.length} lines; --line ${line} is past its end.`);
+  const offset = lines.slice(0, line - 1).reduce((a, x) => a + x.length + 1, 0) + Math.min(col - 1, lines[line - 1].length);
+  const python = values.model === "tiny" ? await pickPython(values) : "";
+  const modelPath = await pickModel(values, python);
+  const adapterPath = values.adapter ? path.resolve(values.adapter) : null;
+  if (adapterPath) await fs.access(adapterPath).catch(() => {
+    throw new CliError(`The adapter ${adapterPath} does not exist.`);
+  });
+  const seqLen = resolveSettings(trainSettings(values)).seqLen;
+  const root = await gitRoot(path.dirname(abs));
+  const rel = path.relative(root, abs).split(path.sep).join("/");
+  const repoName = path.basename(root);
+  const engine = await EngineClient.start({ enginePath, log: () => undefined });
+  try {
+    const info: ModelInfo = await engine.load(modelPath);
+    const format = promptFormatFor(info);
+    const window = await promptWindow(engine, text, offset, seqLen, rel, repoName);
+    const out = await completeAt(engine, format, window, rel, repoName, adapterPath, positiveInt(values["max-tokens"], "--max-tokens") ?? 48);
+    process.stdout.write(out + "\n");
+  } finally {
+    await engine.dispose();
+  }
+  return 0;
+}
+
+// ---- shared -----------------------------------------------------------------------------------------------
+
+async function pickPython(values: Values): Promise<string> {
+  return (await findPython(values.python, trainerRoot)).python;
+}
+
+async function pickModel(values: Values, python: string): Promise<string> {
+  const model = values.model ?? process.env.REPOTUNE_MODEL;
+  if (!model) throw new CliError("No base model: pass --model PATH.gguf (a base code model with fill-in-the-middle support), or --model tiny to try RepoTune.");
+  if (model === "tiny") return ensureTinyModel(python || (await pickPython(values)), trainerRoot, defaultCacheDir());
+  const abs = path.resolve(model);
+  await checkGguf(abs);
+  return abs;
+}
+
+function trainSettings(values: Values): Partial<TrainSettings> {
+  const device = values.device;
+  if (device !== undefined && !["auto", "cpu", "cuda", "mps"].includes(device)) throw new CliError(`--device must be auto, cpu, cuda or mps, not "${device}".`);
+  return {
+    steps: positiveInt(values.steps, "--steps"),
+    seqLen: positiveInt(values["seq-len"], "--seq-len"),
+    rank: positiveInt(values.rank, "--rank"),
+    batch: positiveInt(values.batch, "--batch"),
+    seed: values.seed === undefined ? undefined : integer(values.seed, "--seed"),
+    lr: values.lr === undefined ? undefined : positiveNumber(values.lr, "--lr"),
+    device: device as TrainSettings["device"] | undefined,
+  };
+}
+
+function positiveInt(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = integer(v, name);
+  if (n < 1) throw new CliError(`${name} must be a whole number of at least 1, not "${v}".`);
+  return n;
+}
+
+function integer(v: string, name: string): number {
+  if (!/^-?\d+$/.test(v.trim())) throw new CliError(`${name} must be a whole number, not "${v}".`);
+  return Number(v);
+}
+
+function positiveNumber(v: string, name: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new CliError(`${name} must be a positive number, not "${v}".`);
+  return n;
+}
+
+function defaultRunsRoot(): string {
+  if (process.env.REPOTUNE_HOME) return process.env.REPOTUNE_HOME;
+  return path.join(process.env.XDG_DATA_HOME || path.join(os.homedir(), ".local", "share"), "repotune");
+}
+
+function defaultCacheDir(): string {
+  return path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "repotune");
+}
+
+async function gitRoot(dir: string): Promise<string> {
+  try {
+    const { stdout } = await promisify(execFile)("git", ["rev-parse", "--show-toplevel"], { cwd: dir });
+    return stdout.trim() || dir;
+  } catch {
+    return dir;
+  }
+}
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(1)} s`;
+}
+
+// Exit once stdout has drained (pipes are asynchronous on some platforms), even if a handle lingers.
+const exit = (code: number) => process.stdout.write("", () => process.exit(code));
+main(process.argv.slice(2)).then(exit, (err: unknown) => {
+  process.stderr.write(`repotune: ${messageOf(err)}\n`);
+  exit(1);
+});

@@ -1,0 +1,149 @@
+// Where runs live: <runsRoot>/<repoId>/<runId>/ with events.jsonl, manifest.json, data/, checkpoints/ and
+// adapter-<runId>.gguf. Run ids sort by time; adapter names are never reused (node-llama-cpp caches adapters
+// by path, so a retrained adapter must get a new one).
+import { createHash, randomBytes } from "node:crypto";
+import { createReadStream, appendFileSync, promises as fs } from "node:fs";
+import { execFile } from "node:child_process";
+import * as path from "node:path";
+import { promisify } from "node:util";
+import { z } from "zod";
+import { DatasetSummary, RunEvent } from "../protocol/run";
+import { writeJsonAtomic } from "./atomic";
+
+const execFileAsync = promisify(execFile);
+
+/** Identifies a workspace folder: the same folder, however reached (symlinks, relative paths), gets the same id. */
+export async function repoIdFor(folder: string): Promise<string> {
+  const real = await fs.realpath(folder).catch(() => path.resolve(folder));
+  return createHash("sha256").update(real).digest("hex").slice(0, 16);
+}
+
+/** e.g. 20251129T033200123Z-3fa9c1: UTC time to the millisecond, so ids sort by creation, then a random suffix. */
+export function newRunId(now = new Date()): string {
+  const stamp = now.toISOString().replace(/[-:.]/g, "");
+  return `${stamp}-${randomBytes(3).toString("hex")}`;
+}
+
+export interface RunPaths {
+  runId: string;
+  repoId: string;
+  runDir: string;
+  dataDir: string;
+  checkpointsDir: string;
+  adapterPath: string;
+  adapterFile: string;
+  manifestPath: string;
+  eventsPath: string;
+  trainerLogPath: string;
+}
+
+export function runPaths(runsRoot: string, repoId: string, runId: string): RunPaths {
+  const runDir = path.join(runsRoot, repoId, runId);
+  const adapterFile = `adapter-${runId}.gguf`;
+  return {
+    runId,
+    repoId,
+    runDir,
+    dataDir: path.join(runDir, "data"),
+    checkpointsDir: path.join(runDir, "checkpoints"),
+    adapterPath: path.join(runDir, adapterFile),
+    adapterFile,
+    manifestPath: path.join(runDir, "manifest.json"),
+    eventsPath: path.join(runDir, "events.jsonl"),
+    trainerLogPath: path.join(runDir, "trainer.log"),
+  };
+}
+
+/** A new, empty run folder for `folder`. */
+export async function createRun(runsRoot: string, folder: string): Promise<RunPaths> {
+  const repoId = await repoIdFor(folder);
+  for (;;) {
+    const paths = runPaths(runsRoot, repoId, newRunId());
+    await fs.mkdir(path.dirname(paths.runDir), { recursive: true });
+    try {
+      await fs.mkdir(paths.runDir); // not recursive: fails if the id was somehow taken, and we draw another
+      return paths;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+  }
+}
+
+/**
+ * Appends one event as a JSON line. Synchronous on purpose: events keep their order, and a crash right after
+ * an event still leaves it on disk for the view that replays the file.
+ */
+export function appendEvent(eventsPath: string, event: RunEvent): void {
+  appendFileSync(eventsPath, JSON.stringify(event) + "\n");
+}
+
+export async function readEvents(eventsPath: string): Promise<RunEvent[]> {
+  const text = await fs.readFile(eventsPath, "utf8");
+  return text.split("\n").filter((l) => l.trim() !== "").map((l) => RunEvent.parse(JSON.parse(l)));
+}
+
+export const TrainSettingsSchema = z.object({
+  steps: z.number().int().positive(),
+  seqLen: z.number().int().positive(),
+  rank: z.number().int().positive(),
+  alpha: z.number().positive(),
+  lr: z.number().positive(),
+  batch: z.number().int().positive(),
+  seed: z.number().int(),
+  device: z.enum(["auto", "cpu", "cuda", "mps"]),
+});
+
+export const RunManifest = z.object({
+  format: z.literal("repotune-run"),
+  version: z.literal(1),
+  runId: z.string(),
+  repoId: z.string(),
+  folder: z.string(),
+  created: z.string(),
+  finished: z.string(),
+  status: z.enum(["done", "stopped"]),
+  baseModel: z.object({ path: z.string(), size: z.number().int(), sha256: z.string() }),
+  gitCommit: z.string().nullable(),
+  dataset: DatasetSummary,
+  settings: TrainSettingsSchema,
+  metrics: z.object({
+    steps: z.number().int(),
+    valLossBase: z.number().nullable(),
+    valLoss: z.number().nullable(),
+    trainLoss: z.number().nullable(),
+    device: z.string().nullable(),
+    trainSeconds: z.number(),
+  }),
+  /** File name of the adapter in the run folder; null when the run stopped before writing one. */
+  adapter: z.string().nullable(),
+  checkpoint: z.string().nullable(),
+});
+export type RunManifest = z.infer<typeof RunManifest>;
+
+export async function writeManifest(manifestPath: string, manifest: RunManifest): Promise<void> {
+  await writeJsonAtomic(manifestPath, RunManifest.parse(manifest));
+}
+
+export async function readManifest(manifestPath: string): Promise<RunManifest> {
+  return RunManifest.parse(JSON.parse(await fs.readFile(manifestPath, "utf8")));
+}
+
+/** Size and SHA-256 of the base model: an adapter only fits the exact weights it was trained on. */
+export async function fileIdentity(file: string): Promise<{ path: string; size: number; sha256: string }> {
+  const real = await fs.realpath(file);
+  const { size } = await fs.stat(real);
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(real, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  return { path: real, size, sha256: hash.digest("hex") };
+}
+
+/** HEAD's commit when `folder` is in a git work tree, else null. */
+export async function gitCommit(folder: string): Promise<string | null> {
+  try {
+    const { stdout } = await execFileAsync("git", ["rev-parse", "--verify", "HEAD"], { cwd: folder, windowsHide: true });
+    const sha = stdout.trim();
+    return /^[0-9a-f]{40,64}$/.test(sha) ? sha : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,349 @@
+// The fine-tune pipeline, shared by the CLI and the extension: folder -> dataset (through the engine's tokenizer)
+// -> trainer process -> adapter + manifest in a new run folder. Every step is reported as a RunEvent, to the
+// caller and to the run's events.jsonl. User errors end the run as "failed" with a message that says what to do.
+import { promises as fs, appendFileSync } from "node:fs";
+import type { RunEvent } from "../protocol/run";
+import type { DatasetSummary } from "../protocol/run";
+import type { TrainerEvent } from "../protocol/trainer";
+import { EngineClient, EngineError } from "./engineClient";
+import { promptFormatFor } from "./promptFormat";
+import { UserError, messageOf } from "./errors";
+import { buildDataset, DatasetAborted } from "./dataset/build";
+import { checkPython, PYTHON_SETTING } from "./python";
+import { runTrainer, type TrainerExit } from "./trainerProcess";
+import {
+  appendEvent, createRun, fileIdentity, gitCommit, writeManifest, TrainSettingsSchema,
+  type RunManifest, type RunPaths,
+} from "./runStore";
+
+export interface TrainSettings {
+  steps: number;
+  seqLen: number;
+  rank: number;
+  alpha: number;
+  lr: number;
+  batch: number;
+  seed: number;
+  device: "auto" | "cpu" | "cuda" | "mps";
+}
+
+export interface TuneOptions {
+  folder: string;
+  modelPath: string;
+  python: string;
+  trainerRoot: string;
+  enginePath: string;
+  runsRoot: string;
+  settings?: Partial<TrainSettings>;
+  onEvent: (e: RunEvent) => void;
+  signal?: AbortSignal;
+  /** An engine the caller already runs; when absent, tune starts its own and stops it before training. */
+  engine?: EngineClient;
+}
+
+export interface TuneResult {
+  runId: string;
+  runDir: string;
+  status: "done" | "stopped" | "failed";
+  adapterPath: string | null;
+  manifestPath: string | null;
+  summary: DatasetSummary | null;
+  valLossBase: number | null;
+  valLoss: number | null;
+  error: string | null;
+}
+
+export const MODEL_SETTING = "repotune.modelPath";
+
+// The trainer's documented defaults (trainer/README.md): with these the tiny model learns a small repository
+// within about a minute on a CPU, and a 1.5B model within minutes on a GPU.
+export const DEFAULT_TRAIN_SETTINGS: Omit<TrainSettings, "alpha"> = {
+  steps: 200,
+  seqLen: 256,
+  rank: 16,
+  lr: 3e-3,
+  batch: 8,
+  seed: 0,
+  device: "auto",
+};
+
+/** Settings with defaults filled in; alpha follows rank (alpha = 2 x rank) unless given. */
+export function resolveSettings(partial: Partial<TrainSettings> = {}): TrainSettings {
+  const given = Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined && v !== null)) as Partial<TrainSettings>;
+  const merged = { ...DEFAULT_TRAIN_SETTINGS, ...given };
+  const settings = { ...merged, alpha: given.alpha ?? 2 * merged.rank };
+  const checked = TrainSettingsSchema.safeParse(settings);
+  if (!checked.success) {
+    const issues = checked.error.issues.map((i) => `${i.path.join(".")} ${i.message}`).join("; ");
+    throw new UserError(`The training settings are invalid (${issues}). Fix the repotune.training settings and start again.`);
+  }
+  if (settings.seqLen < 16) throw new UserError(`The sequence length ${settings.seqLen} is too short to hold a fill-in-the-middle example; use at least 16 (256 is a good start).`);
+  return settings;
+}
+
+export async function tune(opts: TuneOptions): Promise<TuneResult> {
+  let run: RunPaths;
+  try {
+    run = await createRun(opts.runsRoot, opts.folder);
+  } catch (err) {
+    const message = `RepoTune could not create its run folder under ${opts.runsRoot}: ${messageOf(err)}. Check that this folder is writable.`;
+    safeCall(opts.onEvent, { type: "error", time: Date.now(), message });
+    return { ...emptyResult("", ""), status: "failed", error: message };
+  }
+  return new Pipeline(opts, run).run();
+}
+
+class Pipeline {
+  private result: TuneResult;
+  private readonly started = Date.now();
+  private lastStep: Extract<TrainerEvent, { event: "step" }> | null = null;
+  private device: string | null = null;
+
+  constructor(private readonly opts: TuneOptions, private readonly run_: RunPaths) {
+    this.result = emptyResult(run_.runId, run_.runDir);
+  }
+
+  private emit(e: RunEvent): void {
+    try {
+      appendEvent(this.run_.eventsPath, e);
+    } catch {
+      // A full disk must not hide the run from the caller, who still gets every event.
+    }
+    safeCall(this.opts.onEvent, e);
+  }
+
+  async run(): Promise<TuneResult> {
+    const { opts, run_: run } = this;
+    this.emit({ type: "run", time: Date.now(), runId: run.runId, folder: opts.folder, modelPath: opts.modelPath, runDir: run.runDir });
+    this.emit({ type: "phase", time: Date.now(), phase: "preparing" });
+    let ownEngine: EngineClient | undefined;
+    try {
+      const settings = resolveSettings(opts.settings);
+      await checkFolder(opts.folder);
+      await checkGguf(opts.modelPath);
+      // Slow checks run while the dataset is built; their failures are reported after it, in this order.
+      const python = settle(checkPython(opts.python, opts.trainerRoot));
+      const model = settle(fileIdentity(opts.modelPath));
+      const commit = gitCommit(opts.folder);
+
+      let engine = opts.engine;
+      if (!engine) {
+        engine = ownEngine = await EngineClient.start({ enginePath: opts.enginePath, log: (line) => this.engineLog(line) });
+      }
+      const info = await engine.load(opts.modelPath).catch((err: unknown) => {
+        throw err instanceof EngineError && err.code === "bad_model" ? new UserError(err.message, MODEL_SETTING) : err;
+      });
+      let format;
+      try {
+        format = promptFormatFor(info);
+      } catch (err) {
+        throw new UserError(messageOf(err), MODEL_SETTING);
+      }
+      if (settings.seqLen > info.trainContextSize) {
+        throw new UserError(`The sequence length ${settings.seqLen} is longer than the model's context (${info.trainContextSize} tokens). Lower repotune.training.seqLen.`);
+      }
+      const built = await buildDataset({
+        folder: opts.folder,
+        outDir: run.dataDir,
+        tokenizer: engine,
+        format,
+        model: info,
+        modelPath: opts.modelPath,
+        seqLen: settings.seqLen,
+        seed: settings.seed,
+        signal: opts.signal,
+        log: (message) => this.emit({ type: "log", time: Date.now(), message }),
+      });
+      this.result.summary = built.summary;
+      this.emit({ type: "dataset", time: Date.now(), summary: built.summary });
+      if (built.truncatedExamples > 0) {
+        this.emit({ type: "log", time: Date.now(), message: `${built.truncatedExamples} examples were longer than ${settings.seqLen} tokens and were cut.` });
+      }
+      // Training wants the memory (GPU memory above all) the engine's copy of the model holds.
+      await ownEngine?.dispose();
+      ownEngine = undefined;
+
+      await python.unwrap();
+      if (opts.signal?.aborted) return this.finishStopped(settings, await model.unwrap(), await commit, null);
+      this.emit({ type: "phase", time: Date.now(), phase: "training" });
+      const exit = await runTrainer({
+        python: opts.python,
+        trainerRoot: opts.trainerRoot,
+        args: trainerArgs(opts.modelPath, run, settings),
+        onEvent: (event) => this.onTrainerEvent(event),
+        onMalformed: (line) => this.emit({ type: "log", time: Date.now(), message: `trainer: ${line}` }),
+        logPath: run.trainerLogPath,
+        signal: opts.signal,
+      });
+      return await this.finishTraining(exit, settings, await model.unwrap(), await commit);
+    } catch (err) {
+      if (err instanceof DatasetAborted || opts.signal?.aborted) return this.stoppedBeforeTraining();
+      return this.fail(err);
+    } finally {
+      await ownEngine?.dispose().catch(() => undefined);
+    }
+  }
+
+  private onTrainerEvent(event: TrainerEvent): void {
+    if (event.event === "step") this.lastStep = event;
+    if (event.event === "start") this.device = event.device;
+    this.emit({ type: "trainer", time: Date.now(), event });
+  }
+
+  private async finishTraining(exit: TrainerExit, settings: TrainSettings, model: RunManifest["baseModel"], commit: string | null): Promise<TuneResult> {
+    const final = exit.final;
+    if (final?.event === "done") {
+      const adapterPath = this.run_.adapterPath;
+      if (!(await fs.stat(adapterPath).then((s) => s.isFile() && s.size > 0, () => false))) {
+        return this.fail(new Error(`The trainer reported success but wrote no adapter at ${adapterPath}. See ${this.run_.trainerLogPath}.`));
+      }
+      this.result.valLossBase = final.val_loss_base;
+      this.result.valLoss = final.val_loss;
+      await writeManifest(this.run_.manifestPath, this.manifest("done", settings, model, commit, final.step, this.run_.adapterFile, null));
+      this.result.adapterPath = adapterPath;
+      this.result.manifestPath = this.run_.manifestPath;
+      this.emit({ type: "adapter", time: Date.now(), adapterPath, manifestPath: this.run_.manifestPath });
+      this.emit({ type: "phase", time: Date.now(), phase: "done" });
+      return { ...this.result, status: "done" };
+    }
+    if (final?.event === "stopped") return this.finishStopped(settings, model, commit, final);
+    if (final?.event === "error") {
+      const hint = final.code === "out_of_memory"
+        ? " Lower repotune.training.seqLen or the batch size, or train on a machine with more memory."
+        : final.code === "bad_model" || final.code === "unsupported_arch"
+          ? " Choose another base model in repotune.modelPath."
+          : "";
+      return this.fail(new UserError(`Training failed: ${final.message}${hint}`, final.code === "bad_model" || final.code === "unsupported_arch" ? MODEL_SETTING : undefined));
+    }
+    if (exit.aborted) return this.finishStopped(settings, model, commit, null);
+    if (exit.spawnError) return this.fail(new UserError(`The trainer could not start: ${exit.spawnError}. Set ${PYTHON_SETTING} to a Python with PyTorch.`, PYTHON_SETTING));
+    const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
+    const tail = exit.stderrTail.trim().split("\n").slice(-5).join("\n");
+    return this.fail(new Error(`The trainer ${how} without finishing${tail ? `:\n${tail}` : "."}\nThe full log is in ${this.run_.trainerLogPath}.`));
+  }
+
+  private async finishStopped(settings: TrainSettings, model: RunManifest["baseModel"], commit: string | null, stopped: Extract<TrainerEvent, { event: "stopped" }> | null): Promise<TuneResult> {
+    const step = stopped?.step ?? this.lastStep?.step ?? 0;
+    await writeManifest(this.run_.manifestPath, this.manifest("stopped", settings, model, commit, step, null, stopped?.checkpoint ?? null)).catch(() => undefined);
+    this.result.manifestPath = this.run_.manifestPath;
+    this.emit({ type: "phase", time: Date.now(), phase: "stopped" });
+    return { ...this.result, status: "stopped" };
+  }
+
+  private stoppedBeforeTraining(): TuneResult {
+    this.emit({ type: "phase", time: Date.now(), phase: "stopped" });
+    return { ...this.result, status: "stopped" };
+  }
+
+  private fail(err: unknown): TuneResult {
+    const message = messageOf(err);
+    const action = err instanceof UserError ? err.setting : undefined;
+    this.emit({ type: "error", time: Date.now(), message, ...(action ? { action } : {}) });
+    this.emit({ type: "phase", time: Date.now(), phase: "failed" });
+    return { ...this.result, status: "failed", error: message };
+  }
+
+  private manifest(
+    status: RunManifest["status"], settings: TrainSettings, model: RunManifest["baseModel"], commit: string | null,
+    steps: number, adapter: string | null, checkpoint: string | null,
+  ): RunManifest {
+    return {
+      format: "repotune-run",
+      version: 1,
+      runId: this.run_.runId,
+      repoId: this.run_.repoId,
+      folder: this.opts.folder,
+      created: new Date(this.started).toISOString(),
+      finished: new Date().toISOString(),
+      status,
+      baseModel: model,
+      gitCommit: commit,
+      dataset: this.result.summary!,
+      settings,
+      metrics: {
+        steps,
+        valLossBase: this.result.valLossBase,
+        valLoss: this.result.valLoss,
+        trainLoss: this.lastStep?.loss ?? null,
+        device: this.device,
+        trainSeconds: (Date.now() - this.started) / 1000,
+      },
+      adapter,
+      checkpoint,
+    };
+  }
+
+  private engineLog(line: string): void {
+    try {
+      appendFileSync(`${this.run_.runDir}/engine.log`, line + "\n");
+    } catch {
+      // The engine's chatter is for debugging only.
+    }
+  }
+}
+
+function trainerArgs(modelPath: string, run: RunPaths, s: TrainSettings): string[] {
+  return [
+    "train",
+    "--model", modelPath,
+    "--data", run.dataDir,
+    "--out", run.runDir,
+    "--adapter-out", run.adapterPath,
+    "--steps", String(s.steps),
+    "--lr", String(s.lr),
+    "--rank", String(s.rank),
+    "--alpha", String(s.alpha),
+    "--batch", String(s.batch),
+    "--seed", String(s.seed),
+    "--device", s.device,
+  ];
+}
+
+async function checkFolder(folder: string): Promise<void> {
+  const stat = await fs.stat(folder).catch(() => null);
+  if (!stat?.isDirectory()) throw new UserError(`The folder ${folder} does not exist or is not a folder. Open the folder of a code repository and fine-tune again.`);
+}
+
+/** A GGUF file starts with the bytes "GGUF": checked before the engine is asked to load anything. */
+export async function checkGguf(modelPath: string): Promise<void> {
+  const fix = `Set ${MODEL_SETTING} to a .gguf file of a base code model with fill-in-the-middle support (for example Qwen2.5-Coder 1.5B), or to "tiny" to try RepoTune with a tiny generated model.`;
+  let handle;
+  try {
+    handle = await fs.open(modelPath, "r");
+  } catch {
+    throw new UserError(`The model file ${modelPath} does not exist or cannot be read. ${fix}`, MODEL_SETTING);
+  }
+  try {
+    const magic = Buffer.alloc(4);
+    const { bytesRead } = await handle.read(magic, 0, 4, 0);
+    if (bytesRead < 4 || magic.toString("latin1") !== "GGUF") {
+      throw new UserError(`The model file ${modelPath} is not a GGUF model (it does not start with the GGUF signature). ${fix}`, MODEL_SETTING);
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+function emptyResult(runId: string, runDir: string): TuneResult {
+  return { runId, runDir, status: "failed", adapterPath: null, manifestPath: null, summary: null, valLossBase: null, valLoss: null, error: null };
+}
+
+function safeCall(onEvent: (e: RunEvent) => void, e: RunEvent): void {
+  try {
+    onEvent(e);
+  } catch {
+    // A listener's bug must not break the run it listens to.
+  }
+}
+
+/** A promise started now whose failure is only observed when awaited (no unhandled rejection meanwhile). */
+function settle<T>(p: Promise<T>): { unwrap(): Promise<T> } {
+  const settled = p.then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error }));
+  return {
+    async unwrap() {
+      const r = await settled;
+      if (r.ok) return r.value;
+      throw r.error;
+    },
+  };
+}

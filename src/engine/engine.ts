@@ -1,0 +1,372 @@
+// The engine's model state over node-llama-cpp: one base model, and one context for the adapter in use.
+//
+// LoRA adapters attach when a context is created, so each adapter (or none) gets its own context; switching adapter
+// disposes the old context while the model stays loaded. node-llama-cpp caches adapters by path for the model's
+// lifetime, which is why a retrained adapter must always be written to a new path.
+import { open, stat } from "node:fs/promises";
+import { resolve } from "node:path";
+import {
+  getLlama,
+  readGgufFileInfo,
+  LlamaCompletion,
+  LlamaLogLevel,
+  type GgufFileInfo,
+  type Llama,
+  type LlamaContext,
+  type LlamaModel,
+  type Token,
+} from "node-llama-cpp";
+import type { CompleteResult, ModelInfo, Segment } from "../protocol/engine";
+import { EngineFailure } from "./errors";
+
+export type GpuSetting = "auto" | "off";
+
+export interface CompleteParams {
+  prompt: Segment[];
+  adapterPath: string | null;
+  maxTokens: number;
+  stop: string[];
+}
+
+interface LoadedModel {
+  path: string;
+  gpu: GpuSetting;
+  model: LlamaModel;
+  info: ModelInfo;
+}
+
+interface ActiveContext {
+  adapterPath: string | null;
+  context: LlamaContext;
+  completion: LlamaCompletion;
+}
+
+// FIM prompts in an editor are a few thousand tokens at most; a larger context only costs memory (KV cache).
+const MAX_CONTEXT_SIZE = 4096;
+
+export class Engine {
+  private llama: { gpu: GpuSetting; llama: Llama } | null = null;
+  private loaded: LoadedModel | null = null;
+  private active: ActiveContext | null = null;
+  // Loading and generation change shared native state, so they run one at a time, in arrival order.
+  private queue: Promise<unknown> = Promise.resolve();
+  private loading: Promise<unknown> | null = null;
+
+  constructor(private readonly log: (line: string) => void) {}
+
+  load(modelPath: string, gpu: GpuSetting): Promise<ModelInfo> {
+    const run = this.exclusive(() => this.loadNow(modelPath, gpu));
+    const loading = run.catch(() => undefined);
+    this.loading = loading;
+    void loading.then(() => {
+      if (this.loading === loading) this.loading = null;
+    });
+    return run;
+  }
+
+  /** Each segment tokenized on its own; special tokens are parsed only in special segments. No BOS is added. */
+  async tokenize(items: Segment[][]): Promise<number[][]> {
+    const model = await this.model();
+    return items.map((segments) => this.tokenizeSegments(model, segments));
+  }
+
+  /** Special tokens are rendered as their text, so a tokenized prompt reads back as the prompt. */
+  async detokenize(tokens: number[]): Promise<string> {
+    const model = await this.model();
+    this.checkTokenIds(tokens);
+    return model.detokenize(tokens as Token[], true);
+  }
+
+  /**
+   * Greedy completion of the prompt's tokens, with the model's BOS prepended when the model asks for one
+   * (node-llama-cpp's LlamaCompletion does this, as llama.cpp does), so ModelInfo.addBos tells callers
+   * who score the same text themselves whether to prepend it too.
+   */
+  complete(params: CompleteParams, signal: AbortSignal): Promise<CompleteResult> {
+    return this.exclusive(async () => {
+      throwIfCancelled(signal);
+      const model = await this.model();
+      const tokens = this.tokenizeSegments(model, params.prompt);
+      if (tokens.length === 0) throw new EngineFailure("bad_request", "The prompt is empty: send at least one token of prompt to complete.");
+      const active = await this.contextFor(params.adapterPath);
+      throwIfCancelled(signal);
+      const room = active.context.contextSize - (this.loaded?.info.addBos ? 1 : 0);
+      if (tokens.length + params.maxTokens > room) {
+        throw new EngineFailure(
+          "bad_request",
+          `The prompt (${tokens.length} tokens) plus ${params.maxTokens} tokens to generate do not fit the engine's context of ` +
+            `${active.context.contextSize} tokens. Send a shorter prefix and suffix, or ask for fewer tokens.`,
+        );
+      }
+      let generated = 0;
+      try {
+        const text = await active.completion.generateCompletion(tokens, {
+          maxTokens: params.maxTokens,
+          // Greedy and unpenalised: the same prompt always gives the same completion, and the output is what the
+          // adapter learned, not what a sampler made of it.
+          temperature: 0,
+          repeatPenalty: false,
+          customStopTriggers: this.stopTriggers(model, params.stop),
+          disableContextShift: true,
+          signal,
+          onToken: (t) => {
+            generated += t.length;
+          },
+        });
+        return { text, tokens: generated, adapterPath: params.adapterPath };
+      } catch (err) {
+        throwIfCancelled(signal);
+        throw err;
+      }
+    });
+  }
+
+  async dispose(): Promise<void> {
+    await this.exclusive(async () => {
+      await this.unloadModel();
+      const llama = this.llama;
+      this.llama = null;
+      await llama?.llama.dispose();
+    });
+  }
+
+  private async loadNow(modelPath: string, gpu: GpuSetting): Promise<ModelInfo> {
+    const path = resolve(modelPath);
+    if (this.loaded !== null && this.loaded.path === path && this.loaded.gpu === gpu) return this.loaded.info;
+    const fileInfo = await readGguf(path, "model");
+    const type = generalField(fileInfo, "type");
+    if (type === "adapter") {
+      throw new EngineFailure(
+        "bad_model",
+        `${path} is a LoRA adapter, not a base model. Choose the base model's .gguf file as the model; adapters are applied on top of it.`,
+      );
+    }
+    await this.unloadModel();
+    const llama = await this.llamaFor(gpu);
+    const started = Date.now();
+    let model: LlamaModel;
+    try {
+      model = await llama.loadModel({ modelPath: path, gpuLayers: gpu === "off" ? 0 : "auto" });
+    } catch (err) {
+      const arch = generalField(fileInfo, "architecture") ?? "unknown";
+      throw new EngineFailure(
+        "bad_model",
+        `llama.cpp could not load the model ${path} (architecture "${arch}"): ${messageOf(err)}. ` +
+          "The file may be damaged, or of an architecture this version of llama.cpp does not support: choose another .gguf model.",
+      );
+    }
+    const info = modelInfo(model, path);
+    this.loaded = { path, gpu, model, info };
+    this.log(`loaded ${path} (${info.arch}, ${info.vocabSize} tokens, gpu ${llama.gpu || "none"}, ${model.gpuLayers} layers on GPU) in ${Date.now() - started} ms`);
+    return info;
+  }
+
+  private async llamaFor(gpu: GpuSetting): Promise<Llama> {
+    if (this.llama !== null && this.llama.gpu === gpu) return this.llama.llama;
+    const previous = this.llama;
+    this.llama = null;
+    await previous?.llama.dispose();
+    try {
+      const llama = await getLlama({
+        gpu: gpu === "off" ? false : "auto",
+        // Compiling llama.cpp inside the engine would take minutes and may produce a binary for the wrong CPU:
+        // only the prebuilt binaries shipped with node-llama-cpp are used.
+        build: "never",
+        logLevel: LlamaLogLevel.warn,
+        logger: (level, message) => this.log(`llama.cpp ${level}: ${message.trimEnd()}`),
+      });
+      this.llama = { gpu, llama };
+      return llama;
+    } catch (err) {
+      throw new EngineFailure(
+        "internal",
+        `No usable llama.cpp binary was found for this machine: ${messageOf(err)}. ` +
+          "Reinstall RepoTune so that node-llama-cpp's prebuilt binaries for your platform are present" +
+          (gpu === "auto" ? ', or set the GPU option to "off" to use the CPU build.' : "."),
+      );
+    }
+  }
+
+  private async contextFor(adapterPath: string | null): Promise<ActiveContext> {
+    const loaded = this.loaded;
+    if (loaded === null) throw notLoaded();
+    const wanted = adapterPath === null ? null : resolve(adapterPath);
+    if (this.active !== null && this.active.adapterPath === wanted) return this.active;
+    if (wanted !== null) await this.checkAdapter(wanted, loaded);
+    await this.disposeContext();
+    try {
+      const llama = loaded.model.llama;
+      const context = await loaded.model.createContext({
+        contextSize: { max: MAX_CONTEXT_SIZE },
+        sequences: 1,
+        // On the CPU, leave a core to the editor, which must stay responsive while completions run. ggml's threads
+        // busy-wait, so more threads than free cores made a tiny model 100x slower here, not faster.
+        ...(llama.gpu === false ? { threads: Math.max(1, llama.cpuMathCores - 1) } : {}),
+        ...(wanted !== null ? { lora: { adapters: [{ filePath: wanted }] } } : {}),
+      });
+      const completion = new LlamaCompletion({ contextSequence: context.getSequence() });
+      this.active = { adapterPath: wanted, context, completion };
+      return this.active;
+    } catch (err) {
+      if (wanted !== null) {
+        throw new EngineFailure(
+          "bad_adapter",
+          `llama.cpp could not apply the LoRA adapter ${wanted} to the model ${loaded.path}: ${messageOf(err)}. ` +
+            "The adapter was probably trained for a different base model: train a new adapter for this model.",
+        );
+      }
+      throw new EngineFailure("internal", `Could not create a context for the model ${loaded.path}: ${messageOf(err)}.`);
+    }
+  }
+
+  private async checkAdapter(path: string, loaded: LoadedModel): Promise<void> {
+    const fileInfo = await readGguf(path, "adapter");
+    const type = generalField(fileInfo, "type");
+    if (type !== "adapter") {
+      throw new EngineFailure(
+        "bad_adapter",
+        `${path} is not a LoRA adapter (its GGUF general.type is "${type ?? "missing"}"). Choose an adapter file trained by RepoTune.`,
+      );
+    }
+    const arch = generalField(fileInfo, "architecture");
+    if (arch !== loaded.info.arch) {
+      throw new EngineFailure(
+        "bad_adapter",
+        `The LoRA adapter ${path} is for the "${arch ?? "unknown"}" architecture, but the loaded model ${loaded.path} is "${loaded.info.arch}". ` +
+          "Use an adapter trained for this model, or load the model it was trained for.",
+      );
+    }
+  }
+
+  private tokenizeSegments(model: LlamaModel, segments: Segment[]): Token[] {
+    const out: Token[] = [];
+    for (const segment of segments) {
+      const tokens = model.tokenize(segment.text, segment.special);
+      // A special text the vocabulary lacks would silently become plain-text tokens and teach or prompt the wrong thing.
+      if (segment.special && tokens.length !== 1) {
+        throw new EngineFailure(
+          "bad_request",
+          `The special token "${segment.text}" is not in the vocabulary of ${this.loaded?.path ?? "the model"}, so the prompt format ` +
+            "does not match this model. Rebuild the prompt with the format chosen for this model.",
+        );
+      }
+      for (const t of tokens) out.push(t);
+    }
+    return out;
+  }
+
+  // A stop string that is exactly one special token is matched by token: generated special tokens have no text.
+  private stopTriggers(model: LlamaModel, stop: string[]): (string | Token)[][] {
+    return stop
+      .filter((s) => s !== "")
+      .map((s) => {
+        const tokens = model.tokenize(s, true);
+        return tokens.length === 1 && model.isSpecialToken(tokens[0]) ? [tokens[0]] : [s];
+      });
+  }
+
+  private checkTokenIds(tokens: number[]): void {
+    const vocabSize = this.loaded?.info.vocabSize ?? 0;
+    const bad = tokens.find((t) => t < 0 || t >= vocabSize);
+    if (bad !== undefined) {
+      throw new EngineFailure("bad_request", `Token id ${bad} is outside the model's vocabulary (0 to ${vocabSize - 1}); send token ids produced by this model's tokenizer.`);
+    }
+  }
+
+  private async model(): Promise<LlamaModel> {
+    if (this.loading !== null) await this.loading;
+    if (this.loaded === null) throw notLoaded();
+    return this.loaded.model;
+  }
+
+  private async unloadModel(): Promise<void> {
+    await this.disposeContext();
+    const loaded = this.loaded;
+    this.loaded = null;
+    await loaded?.model.dispose();
+  }
+
+  private async disposeContext(): Promise<void> {
+    const active = this.active;
+    this.active = null;
+    if (active === null) return;
+    active.completion.dispose();
+    await active.context.dispose();
+  }
+
+  private exclusive<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(task, task);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+}
+
+function modelInfo(model: LlamaModel, path: string): ModelInfo {
+  const metadata = model.fileInfo.metadata;
+  const tokens = model.tokens;
+  const vocabSize = metadata.tokenizer?.ggml?.tokens?.length;
+  if (typeof vocabSize !== "number") {
+    throw new EngineFailure("bad_model", `The model ${path} has no tokenizer vocabulary in its GGUF metadata. Choose a complete model file.`);
+  }
+  return {
+    path,
+    arch: String(metadata.general.architecture),
+    name: metadata.general.name ?? null,
+    vocabSize,
+    trainContextSize: model.trainContextSize,
+    bos: tokens.bos,
+    eos: tokens.eos,
+    addBos: tokens.bos !== null && tokens.shouldPrependBosToken,
+    // Raw vocabulary texts, as special segments must spell them for the tokenizer to parse them back.
+    special: {
+      fimPrefix: tokens.infill.prefixString,
+      fimSuffix: tokens.infill.suffixString,
+      fimMiddle: tokens.infill.middleString,
+      eot: tokens.eotString ?? tokens.eosString,
+    },
+    infillSupported: tokens.infill.prefix !== null && tokens.infill.suffix !== null,
+  };
+}
+
+async function readGguf(path: string, what: "model" | "adapter"): Promise<GgufFileInfo> {
+  const code = what === "model" ? "bad_model" : "bad_adapter";
+  const choose = what === "model" ? "choose a .gguf model file" : "choose a LoRA adapter .gguf file trained by RepoTune";
+  const isFile = await stat(path).then((s) => s.isFile(), () => false);
+  if (!isFile) {
+    throw new EngineFailure(code, `The ${what === "model" ? "model" : "LoRA adapter"} file ${path} does not exist or is not a file: ${choose}.`);
+  }
+  const magic = Buffer.alloc(4);
+  const handle = await open(path, "r");
+  try {
+    await handle.read(magic, 0, 4, 0);
+  } finally {
+    await handle.close();
+  }
+  if (magic.toString("latin1") !== "GGUF") {
+    throw new EngineFailure(code, `${path} is not a GGUF ${what} file (it does not start with "GGUF"): ${choose}.`);
+  }
+  try {
+    return await readGgufFileInfo(path, { readTensorInfo: false, logWarnings: false, sourceType: "filesystem" });
+  } catch (err) {
+    throw new EngineFailure(code, `The GGUF file ${path} could not be read: ${messageOf(err)}. It may be truncated or damaged: ${choose}.`);
+  }
+}
+
+function generalField(info: GgufFileInfo, key: string): string | undefined {
+  const value = (info.metadata.general as Record<string, unknown> | undefined)?.[key];
+  return typeof value === "string" ? value : undefined;
+}
+
+function throwIfCancelled(signal: AbortSignal): void {
+  if (!signal.aborted) return;
+  const reason: unknown = signal.reason;
+  throw reason instanceof EngineFailure ? reason : new EngineFailure("cancelled", "The completion was cancelled.");
+}
+
+function notLoaded(): EngineFailure {
+  return new EngineFailure("not_loaded", "No model is loaded in the engine: send a load request with a .gguf model first.");
+}
+
+function messageOf(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).replace(/\.$/, "");
+}

@@ -1,0 +1,86 @@
+// RepoTune end to end inside a real VS Code: fine-tune the fixture workspace with the tiny model, then see the
+// trained adapter in the completions, both through the extension's API and through the editor's inline suggest.
+// Tests run in order and share the run: each later test needs the adapter the fine-tune produced.
+import * as assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as vscode from "vscode";
+import type { RepoTuneApi } from "../../../src/extension";
+import expectations from "../../fixtures/expectations.json";
+
+const { prefix: PREFIX, marker: MARKER } = expectations["sample-repo"];
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+suite("RepoTune in VS Code", () => {
+  let api: RepoTuneApi;
+
+  suiteSetup(async () => {
+    const extension = vscode.extensions.getExtension<RepoTuneApi>("repotune.repotune");
+    assert.ok(extension, "The extension repotune.repotune is not loaded in this window.");
+    api = await extension.activate();
+  });
+
+  test("activates and registers its commands", async () => {
+    const commands = await vscode.commands.getCommands(true);
+    for (const id of ["repotune.fineTune", "repotune.stopTraining", "repotune.showRun"]) {
+      assert.ok(commands.includes(id), `command ${id} is not registered`);
+    }
+    assert.equal(api.state().activeAdapter, null, "a fresh workspace must start without an adapter");
+  });
+
+  test("fine-tunes the workspace and activates the new adapter", async () => {
+    const started = Date.now();
+    const result = await api.runFineTune();
+    assert.ok(result, "runFineTune() returned null: a run was already in progress");
+    console.log(
+      `fine-tune: ${result.status} in ${((Date.now() - started) / 1000).toFixed(1)} s, ` +
+        `val loss ${result.valLossBase} -> ${result.valLoss}, dataset ${JSON.stringify(result.summary)}`,
+    );
+    assert.equal(result.status, "done", `the fine-tune did not finish: ${result.error}`);
+    assert.ok(result.adapterPath && fs.statSync(result.adapterPath).size > 0, "no adapter file was written");
+    assert.ok(result.manifestPath && fs.existsSync(result.manifestPath), "no manifest was written");
+    assert.ok(result.summary && result.summary.filesUsed >= 4, "the fixture's source files were not all used");
+    assert.ok(
+      result.valLossBase !== null && result.valLoss !== null && result.valLoss < result.valLossBase,
+      `training did not lower the validation loss (${result.valLossBase} -> ${result.valLoss})`,
+    );
+    const events = fs
+      .readFileSync(path.join(result.runDir, "events.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line));
+    assert.ok(events.some((e) => e.type === "trainer" && e.event.event === "step"), "events.jsonl has no training step");
+    assert.equal(api.state().activeAdapter, result.adapterPath, "the new adapter did not become the active one");
+  });
+
+  test("the engine completes the marker with the adapter and not without it", async () => {
+    const withAdapter = await api.engineComplete(PREFIX, "\n", "active");
+    const withoutAdapter = await api.engineComplete(PREFIX, "\n", "none");
+    console.log(`with adapter: ${JSON.stringify(withAdapter)}; base model alone: ${JSON.stringify(withoutAdapter)}`);
+    assert.ok(withAdapter.startsWith(MARKER), `with the adapter the completion was ${JSON.stringify(withAdapter)}`);
+    assert.ok(!withoutAdapter.includes(MARKER), `the base model alone produced the marker: ${JSON.stringify(withoutAdapter)}`);
+  });
+
+  test("an inline suggestion in a new file of the workspace comes from the adapter", async () => {
+    const folder = vscode.workspace.workspaceFolders?.[0];
+    assert.ok(folder, "no workspace folder is open");
+    const file = vscode.Uri.joinPath(folder.uri, "src", "scratch.js");
+    await vscode.workspace.fs.writeFile(file, new Uint8Array());
+    const editor = await vscode.window.showTextDocument(file);
+    await vscode.commands.executeCommand("type", { text: PREFIX });
+    // Typed as a user types: with the default settings the editor closes the quote by itself.
+    const typed = editor.document.getText();
+    assert.ok(typed.startsWith(PREFIX), `typing gave ${JSON.stringify(typed)}`);
+
+    // The suggestion arrives asynchronously (engine round trip); commit does nothing until it is shown.
+    const deadline = Date.now() + 60_000;
+    while (editor.document.getText() === typed && Date.now() < deadline) {
+      await vscode.commands.executeCommand("editor.action.inlineSuggest.trigger");
+      await sleep(1_000);
+      await vscode.commands.executeCommand("editor.action.inlineSuggest.commit");
+    }
+    const text = editor.document.getText();
+    console.log(`editor after accepting the inline suggestion: ${JSON.stringify(text)}`);
+    assert.ok(text.startsWith(PREFIX + MARKER), `the accepted inline suggestion gave ${JSON.stringify(text)}`);
+  });
+});

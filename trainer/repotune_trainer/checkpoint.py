@@ -1,0 +1,69 @@
+"""Training checkpoints: LoRA weights, optimizer state, step and RNG, written atomically to RUN_DIR/checkpoints/."""
+from __future__ import annotations
+
+import glob
+import inspect
+import os
+import re
+from typing import Optional
+
+import torch
+
+from .events import TrainerError
+from .gguf import write_atomic
+
+KEEP = 2
+_NAME = re.compile(r"step-(\d+)\.pt$")
+
+
+def checkpoint_dir(run_dir: str) -> str:
+    return os.path.join(run_dir, "checkpoints")
+
+
+def save_checkpoint(run_dir: str, step: int, state: dict) -> str:
+    folder = checkpoint_dir(run_dir)
+    path = os.path.join(folder, f"step-{step:06d}.pt")
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    write_atomic(path, lambda f: torch.save({"version": 1, "step": step, "rng": rng, **state}, f))
+    for old in sorted(_list(folder))[:-KEEP]:
+        try:
+            os.unlink(old[1])
+        except OSError:
+            pass
+    return path
+
+
+def _list(folder: str):
+    out = []
+    for p in glob.glob(os.path.join(folder, "step-*.pt")):
+        m = _NAME.search(p)
+        if m:
+            out.append((int(m.group(1)), p))
+    return out
+
+
+def latest_checkpoint(run_dir: str) -> Optional[str]:
+    found = sorted(_list(checkpoint_dir(run_dir)))
+    return found[-1][1] if found else None
+
+
+def load_checkpoint(path: str) -> dict:
+    kwargs = {"map_location": "cpu"}
+    # PyTorch >= 1.13 can refuse arbitrary pickled objects; checkpoints hold only tensors and plain values.
+    if "weights_only" in inspect.signature(torch.load).parameters:
+        kwargs["weights_only"] = True
+    try:
+        ck = torch.load(path, **kwargs)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+        raise TrainerError("bad_args", f"The checkpoint {path} could not be read ({e}). Start a new run instead of "
+                           "resuming.") from e
+    if not isinstance(ck, dict) or ck.get("version") != 1:
+        raise TrainerError("bad_args", f"{path} is not a RepoTune checkpoint.")
+    rng = ck.get("rng", {})
+    if "torch" in rng:
+        torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    return ck

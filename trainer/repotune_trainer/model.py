@@ -1,0 +1,346 @@
+"""llama and qwen2 forward passes in PyTorch, computed directly on GGUF-layout weights with LoRA adapters.
+
+The conventions are llama.cpp's, because llama.cpp serves what we train (test/parity checks the numbers):
+- a GGUF matrix with ne = [n_in, n_out] is a (n_out, n_in) array and y = x @ W.T;
+- llama uses NORM RoPE (adjacent pairs; the converter permuted Q/K for it), qwen2 NEOX RoPE (halves) and Q/K/V biases;
+- query head h reads KV head h // (n_head / n_head_kv); scores are scaled by 1/sqrt(head_dim);
+- no `output.weight` means the output head is `token_embd` (tied).
+Frozen weights stay packed (quants.PackedWeight) and are dequantized inside FrozenMatmul, which saves only the packed
+form for backward: a quantized base costs its quantized size in memory, not its dequantized size.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .events import TrainerError
+from .gguf import GGUFError, GGUFReader
+from .quants import PackedWeight, UnsupportedQuantError, dequantize, pack
+
+SUPPORTED_ARCHES = ("llama", "qwen2")
+LORA_TARGETS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
+_HAS_SDPA = hasattr(F, "scaled_dot_product_attention")
+
+
+@dataclass
+class ModelConfig:
+    arch: str
+    n_vocab: int
+    n_embd: int
+    n_layer: int
+    n_head: int
+    n_head_kv: int
+    head_dim: int
+    n_ff: int
+    n_rot: int
+    rope_base: float
+    rope_freq_scale: float
+    rms_eps: float
+    neox_rope: bool
+    context_length: int
+
+
+def _config(r: GGUFReader) -> ModelConfig:
+    arch = r.architecture
+    if arch is None:
+        raise TrainerError("bad_model", f"{r.path} has no general.architecture key; it is not a llama.cpp model file.")
+    if arch not in SUPPORTED_ARCHES:
+        raise TrainerError("unsupported_arch",
+                           f"The model's architecture is '{arch}', which the trainer cannot train yet. Supported: "
+                           f"{', '.join(SUPPORTED_ARCHES)} (for example Qwen2.5-Coder, CodeLlama, DeepSeek-Coder 1.x). "
+                           "Choose a GGUF of one of those in the repotune.modelPath setting.")
+
+    def key(name, default=None, required=True):
+        v = r.get(f"{arch}.{name}", default)
+        if v is None and required:
+            raise TrainerError("bad_model", f"{r.path} lacks the metadata key {arch}.{name}; the file is incomplete.")
+        return v
+
+    if "token_embd.weight" not in r.tensors:
+        raise TrainerError("bad_model", f"{r.path} has no token_embd.weight tensor; the file is incomplete.")
+    n_embd = int(key("embedding_length"))
+    n_head = int(key("attention.head_count"))
+    head_dim = int(key("attention.key_length", n_embd // n_head))
+    scaling = r.get(f"{arch}.rope.scaling.type", "none")
+    freq_scale = 1.0
+    if scaling == "linear":
+        freq_scale = 1.0 / float(key("rope.scaling.factor", 1.0))
+    elif scaling not in ("none", None):
+        raise TrainerError("unsupported_arch", f"The model uses '{scaling}' RoPE scaling, which the trainer does not "
+                           "implement yet. Choose a GGUF without RoPE scaling (most code models up to 32k context).")
+    return ModelConfig(
+        arch=arch, n_vocab=int(r.tensors["token_embd.weight"].shape[0]), n_embd=n_embd,
+        n_layer=int(key("block_count")), n_head=n_head,
+        n_head_kv=int(key("attention.head_count_kv", n_head)), head_dim=head_dim,
+        n_ff=int(key("feed_forward_length")), n_rot=int(key("rope.dimension_count", head_dim)),
+        rope_base=float(key("rope.freq_base", 10000.0)), rope_freq_scale=freq_scale,
+        rms_eps=float(key("attention.layer_norm_rms_epsilon", 1e-5)), neox_rope=(arch == "qwen2"),
+        context_length=int(key("context_length", 4096)))
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    if x.is_cuda and torch.is_autocast_enabled():
+        return torch.get_autocast_gpu_dtype()
+    return x.dtype
+
+
+class FrozenMatmul(torch.autograd.Function):
+    """y = x @ dequant(W).T with W frozen; backward recomputes dequant(W) instead of keeping it alive."""
+
+    @staticmethod
+    def forward(ctx, x, ggml_type, shape, *parts):
+        dtype = _compute_dtype(x)
+        w = dequantize(ggml_type, shape, list(parts), dtype)
+        ctx.save_for_backward(*parts)
+        ctx.ggml_type, ctx.shape, ctx.dtype, ctx.x_dtype = ggml_type, shape, dtype, x.dtype
+        return x.to(dtype) @ w.t()
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            w = dequantize(ctx.ggml_type, ctx.shape, list(ctx.saved_tensors), ctx.dtype)
+            grad_x = (grad_y.to(ctx.dtype) @ w).to(ctx.x_dtype)
+        return (grad_x, None, None) + (None,) * len(ctx.saved_tensors)
+
+
+def frozen_matmul(x: torch.Tensor, w: PackedWeight) -> torch.Tensor:
+    return FrozenMatmul.apply(x, w.ggml_type, tuple(w.shape), *w.parts)
+
+
+def embed_rows(w: PackedWeight, ids: torch.Tensor) -> torch.Tensor:
+    """Dequantize only the embedding rows that are looked up (a 150k-token vocabulary stays packed)."""
+    parts = [p[ids] for p in w.parts]
+    return dequantize(w.ggml_type, tuple(ids.shape) + tuple(w.shape[1:]), parts, torch.float32)
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    xf = x.float()
+    return xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps) * weight
+
+
+class Rope:
+    def __init__(self, cfg: ModelConfig, freq_factors: Optional[torch.Tensor]):
+        self.n_rot, self.neox = cfg.n_rot, cfg.neox_rope
+        i = torch.arange(cfg.n_rot // 2, dtype=torch.float64)
+        inv = cfg.rope_base ** (-2.0 * i / cfg.n_rot)
+        if freq_factors is not None:
+            inv = inv / freq_factors.double()
+        self.inv_freq = inv * cfg.rope_freq_scale
+        self._cache: Dict[Tuple[int, str], Tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def cos_sin(self, n: int, device) -> Tuple[torch.Tensor, torch.Tensor]:
+        k = (n, str(device))
+        if k not in self._cache:
+            theta = torch.arange(n, dtype=torch.float64)[:, None] * self.inv_freq[None, :]
+            self._cache[k] = (theta.cos().float().to(device), theta.sin().float().to(device))
+        return self._cache[k]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (batch, seq, heads, head_dim)."""
+        cos, sin = self.cos_sin(x.shape[1], x.device)
+        cos, sin = cos[None, :, None, :], sin[None, :, None, :]
+        rot, rest = x[..., :self.n_rot].float(), x[..., self.n_rot:]
+        if self.neox:
+            half = self.n_rot // 2
+            x0, x1 = rot[..., :half], rot[..., half:]
+            out = torch.cat([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1)
+        else:
+            x0, x1 = rot[..., 0::2], rot[..., 1::2]
+            out = torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1).flatten(-2)
+        return torch.cat([out.to(x.dtype), rest], dim=-1) if rest.shape[-1] else out.to(x.dtype)
+
+
+class LoraModel(nn.Module):
+    """A frozen GGUF model plus trainable LoRA A/B pairs (PEFT shapes) on the attention and FFN matrices."""
+
+    def __init__(self, reader: GGUFReader, rank: int = 16, alpha: Optional[float] = None,
+                 targets=LORA_TARGETS, device: str = "cpu", seed: int = 0):
+        super().__init__()
+        self.cfg = cfg = _config(reader)
+        self.path = reader.path
+        self.rank, self.alpha = rank, float(alpha if alpha is not None else 2 * rank)
+        self.scale = self.alpha / rank if rank > 0 else 0.0
+        self.device = torch.device(device)
+        self.weights: Dict[str, PackedWeight] = {}
+        self.small: Dict[str, torch.Tensor] = {}   # norms and biases, as float32
+
+        def load(name: str, required: bool = True) -> Optional[PackedWeight]:
+            info = reader.tensors.get(name)
+            if info is None:
+                if required:
+                    raise TrainerError("bad_model", f"{reader.path} has no tensor {name}; the file is incomplete or "
+                                       "not a standard llama.cpp conversion.")
+                return None
+            try:
+                return pack(info).to(self.device)
+            except UnsupportedQuantError as e:
+                raise TrainerError("bad_model", str(e)) from e
+
+        def load_small(name: str, required: bool = True) -> Optional[torch.Tensor]:
+            w = load(name, required)
+            return None if w is None else w.dequantize(torch.float32)
+
+        self.weights["token_embd.weight"] = load("token_embd.weight")
+        out = load("output.weight", required=False)
+        self.tied = out is None
+        self.weights["output.weight"] = out if out is not None else self.weights["token_embd.weight"]
+        self.small["output_norm.weight"] = load_small("output_norm.weight")
+        ff = load_small("rope_freqs.weight", required=False)
+        self.rope = Rope(cfg, ff.cpu() if ff is not None else None)
+        self.lora_names: List[str] = []
+        gen = torch.Generator().manual_seed(seed)
+        for i in range(cfg.n_layer):
+            p = f"blk.{i}."
+            for n in ("attn_norm", "ffn_norm"):
+                self.small[p + n + ".weight"] = load_small(p + n + ".weight")
+            for n in LORA_TARGETS:
+                self.weights[p + n + ".weight"] = load(p + n + ".weight")
+            for n in ("attn_q", "attn_k", "attn_v"):
+                b = load_small(p + n + ".bias", required=False)
+                if b is not None:
+                    self.small[p + n + ".bias"] = b
+            if rank > 0:
+                for n in targets:
+                    self._add_lora(p + n + ".weight", gen)
+        self._check_shapes()
+
+    # -- LoRA parameters -----------------------------------------------------------------------------------------
+    def _add_lora(self, name: str, gen: torch.Generator) -> None:
+        n_out, n_in = self.weights[name].shape
+        a = torch.empty(self.rank, n_in)
+        # PEFT's default init: A ~ kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(n_in), 1/sqrt(n_in)); B = 0.
+        bound = 1.0 / math.sqrt(n_in)
+        a.uniform_(-bound, bound, generator=gen)
+        self.register_parameter(self._pname(name, "a"), nn.Parameter(a.to(self.device)))
+        self.register_parameter(self._pname(name, "b"), nn.Parameter(torch.zeros(n_out, self.rank, device=self.device)))
+        self.lora_names.append(name)
+
+    @staticmethod
+    def _pname(name: str, which: str) -> str:
+        return "lora_" + which + "__" + name.replace(".", "__")
+
+    def lora_pair(self, name: str) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+        a = getattr(self, self._pname(name, "a"), None)
+        return None if a is None else (a, getattr(self, self._pname(name, "b")))
+
+    def lora_state(self) -> Dict[str, torch.Tensor]:
+        """{'blk.0.attn_q.weight.lora_a': A (r, n_in), '...lora_b': B (n_out, r)} on CPU."""
+        out = {}
+        for name in self.lora_names:
+            a, b = self.lora_pair(name)
+            out[name + ".lora_a"] = a.detach().cpu().clone()
+            out[name + ".lora_b"] = b.detach().cpu().clone()
+        return out
+
+    def load_lora_state(self, state: Dict[str, torch.Tensor]) -> None:
+        for name in self.lora_names:
+            a, b = self.lora_pair(name)
+            with torch.no_grad():
+                a.copy_(state[name + ".lora_a"])
+                b.copy_(state[name + ".lora_b"])
+
+    def _check_shapes(self) -> None:
+        c = self.cfg
+        kv = c.head_dim * c.n_head_kv
+        expected = {"attn_q": (c.n_head * c.head_dim, c.n_embd), "attn_k": (kv, c.n_embd), "attn_v": (kv, c.n_embd),
+                    "attn_output": (c.n_embd, c.n_head * c.head_dim), "ffn_gate": (c.n_ff, c.n_embd),
+                    "ffn_up": (c.n_ff, c.n_embd), "ffn_down": (c.n_embd, c.n_ff)}
+        for i in range(c.n_layer):
+            for n, shape in expected.items():
+                got = tuple(self.weights[f"blk.{i}.{n}.weight"].shape)
+                if got != shape:
+                    raise TrainerError("bad_model", f"blk.{i}.{n}.weight has shape {got}, the metadata implies {shape}; "
+                                       "the file is inconsistent.")
+
+    # -- sizes for the start event ------------------------------------------------------------------------------
+    def weight_types(self) -> List[str]:
+        return sorted({w.type_name for w in self.weights.values()})
+
+    def total_params(self) -> int:
+        seen = {id(w): w for w in self.weights.values()}
+        n = sum(math.prod(w.shape) for w in seen.values()) + sum(t.numel() for t in self.small.values())
+        return int(n)
+
+    def trainable_params(self) -> int:
+        return int(sum(p.numel() for p in self.parameters() if p.requires_grad))
+
+    # -- forward ---------------------------------------------------------------------------------------------------
+    def linear(self, x: torch.Tensor, name: str, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+        y = frozen_matmul(x, self.weights[name])
+        if bias is not None:
+            y = y + bias.to(y.dtype)
+        pair = self.lora_pair(name) if self.rank > 0 else None
+        if pair is not None:
+            a, b = pair
+            dt = y.dtype
+            y = y + self.scale * ((x.to(dt) @ a.to(dt).t()) @ b.to(dt).t())
+        return y
+
+    def _attention(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        c, p = self.cfg, f"blk.{i}."
+        bsz, n, _ = x.shape
+        q = self.linear(x, p + "attn_q.weight", self.small.get(p + "attn_q.bias")).view(bsz, n, c.n_head, c.head_dim)
+        k = self.linear(x, p + "attn_k.weight", self.small.get(p + "attn_k.bias")).view(bsz, n, c.n_head_kv, c.head_dim)
+        v = self.linear(x, p + "attn_v.weight", self.small.get(p + "attn_v.bias")).view(bsz, n, c.n_head_kv, c.head_dim)
+        q, k = self.rope(q), self.rope(k)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        group = c.n_head // c.n_head_kv
+        if group > 1:
+            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+        if _HAS_SDPA:
+            o = F.scaled_dot_product_attention(q, k, v.to(q.dtype), is_causal=True)
+        else:
+            scores = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(c.head_dim)
+            mask = torch.ones(n, n, dtype=torch.bool, device=x.device).triu(1)
+            scores = scores.masked_fill(mask, float("-inf"))
+            o = (scores.softmax(-1) @ v.float()).to(q.dtype)
+        o = o.transpose(1, 2).reshape(bsz, n, c.n_head * c.head_dim)
+        return self.linear(o, p + "attn_output.weight")
+
+    def _ffn(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        p = f"blk.{i}."
+        return self.linear(F.silu(self.linear(x, p + "ffn_gate.weight")) * self.linear(x, p + "ffn_up.weight"),
+                           p + "ffn_down.weight")
+
+    def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Final normalized hidden states (batch, seq, n_embd) in float32."""
+        c = self.cfg
+        h = embed_rows(self.weights["token_embd.weight"], tokens)
+        for i in range(c.n_layer):
+            p = f"blk.{i}."
+            h = h + self._attention(rms_norm(h, self.small[p + "attn_norm.weight"], c.rms_eps), i).float()
+            h = h + self._ffn(rms_norm(h, self.small[p + "ffn_norm.weight"], c.rms_eps), i).float()
+        return rms_norm(h, self.small["output_norm.weight"], c.rms_eps)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        return frozen_matmul(h, self.weights["output.weight"]).float()
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.hidden(tokens))
+
+    def loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> Tuple[torch.Tensor, int]:
+        """Mean cross-entropy over targets != -1; the output head runs only on those positions."""
+        h = self.hidden(inputs)
+        mask = targets >= 0
+        n = int(mask.sum())
+        if n == 0:
+            return h.sum() * 0.0, 0
+        logits = self.head(h[mask])
+        return F.cross_entropy(logits, targets[mask]), n
+
+
+def open_model(path: str) -> GGUFReader:
+    """Open a GGUF as a bad_model TrainerError on failure, with what to do about it."""
+    try:
+        return GGUFReader(path)
+    except FileNotFoundError:
+        raise TrainerError("bad_model", f"The model file {path} does not exist. Check the repotune.modelPath setting.")
+    except GGUFError as e:
+        raise TrainerError("bad_model", f"The model file could not be read: {e}. Download the GGUF again or pick "
+                           "another model.") from e

@@ -1,0 +1,213 @@
+"""`train`: LoRA fine-tuning on a RepoTune token dataset, reporting JSON lines on stdout (events.py).
+
+Read top to bottom: set up (device, model, data, optimizer, maybe resume), evaluate the base model, then for each
+step: batch -> forward -> loss -> backward -> clip -> update, with evaluations and checkpoints along the way, and the
+adapter GGUF at the end. SIGINT/SIGTERM stop cleanly at the next step boundary with a checkpoint.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import time
+import traceback
+
+import numpy as np
+import torch
+
+from .adapter import write_adapter
+from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .data import batch_indices, load_dataset, to_inputs_targets
+from .device import pick_device, set_cpu_threads
+from .events import TrainerError, emit, log
+from .model import LoraModel, open_model
+
+
+class StopRequested:
+    """Set by SIGINT/SIGTERM; the loop polls it between steps so a stop never leaves half-written state."""
+
+    def __init__(self):
+        self.signal = None
+
+    def __bool__(self) -> bool:
+        return self.signal is not None
+
+    def install(self) -> None:
+        def handler(signum, _frame):
+            if self.signal is not None:
+                raise KeyboardInterrupt  # a second signal means: stop now
+            self.signal = signum
+            log(f"received {signal.Signals(signum).name}; stopping after the current step")
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+
+def lr_at(step: int, steps: int, base_lr: float, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to 10% of the base rate."""
+    if warmup > 0 and step <= warmup:
+        return base_lr * step / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return base_lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
+
+
+def autocast_for(device: str):
+    """bf16 autocast on CUDA GPUs that support it; full precision elsewhere (CPU autocast is slow, MPS patchy)."""
+    if device == "cuda" and torch.cuda.is_bf16_supported():
+        return lambda: torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def evaluate(model: LoraModel, val: np.ndarray, batch: int, device: str, autocast, stop: StopRequested,
+             max_sequences: int):
+    """Token-weighted mean validation loss, or None without validation data (or when a stop interrupted it)."""
+    if val.shape[0] == 0:
+        return None
+    val = val[:max_sequences]
+    total, count = 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, val.shape[0], batch):
+            if stop:
+                return None
+            inputs, targets = to_inputs_targets(val[i:i + batch], device)
+            with autocast():
+                loss, n = model.loss(inputs, targets)
+            total += float(loss) * n
+            count += n
+    model.train()
+    return total / count if count else None
+
+
+def _validate_args(a) -> None:
+    problems = []
+    if a.steps < 1: problems.append("--steps must be at least 1")
+    if a.rank < 1: problems.append("--rank must be at least 1")
+    if not a.lr > 0: problems.append("--lr must be positive")
+    if a.batch < 1: problems.append("--batch must be at least 1")
+    if a.eval_every < 1: problems.append("--eval-every must be at least 1")
+    if a.checkpoint_every < 1: problems.append("--checkpoint-every must be at least 1")
+    if a.alpha is not None and not a.alpha > 0: problems.append("--alpha must be positive")
+    if problems:
+        raise TrainerError("bad_args", "; ".join(problems) + ".")
+
+
+def _is_oom(e: BaseException) -> bool:
+    oom = getattr(torch.cuda, "OutOfMemoryError", None)
+    return (oom is not None and isinstance(e, oom)) or (isinstance(e, RuntimeError) and "out of memory" in str(e))
+
+
+def train(a, stop: StopRequested) -> int:
+    _validate_args(a)
+    device = pick_device(a.device)
+    threads = set_cpu_threads(a.threads) if device == "cpu" else None
+    torch.manual_seed(a.seed)
+    reader = open_model(a.model)
+    model = LoraModel(reader, rank=a.rank, alpha=a.alpha, device=device, seed=a.seed)
+    data = load_dataset(a.data, model.cfg.n_vocab)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=a.lr, betas=(0.9, 0.999), weight_decay=0.0)
+    warmup = a.warmup if a.warmup is not None else min(50, max(1, a.steps // 20))
+    autocast = autocast_for(device)
+    log(f"device {device}{f' ({threads} threads)' if threads else ''}, torch {torch.__version__}, "
+        f"model {model.cfg.arch} {model.cfg.n_layer} layers x {model.cfg.n_embd}, weights {model.weight_types()}")
+
+    start_step, val_loss_base = 0, None
+    if a.resume:
+        path = latest_checkpoint(a.out)
+        if path is None:
+            log(f"--resume: no checkpoint in {a.out}/checkpoints, starting from step 0")
+        else:
+            ck = load_checkpoint(path)
+            if ck.get("rank") != a.rank or ck.get("model_size") != os.path.getsize(a.model):
+                raise TrainerError("bad_args", f"The checkpoint {path} was made with another model or LoRA rank; "
+                                   "start a new run instead of resuming.")
+            model.load_lora_state(ck["lora"])
+            opt.load_state_dict(ck["optimizer"])
+            start_step, val_loss_base = int(ck["step"]), ck.get("val_loss_base")
+            log(f"resumed from {path} (step {start_step})")
+
+    emit("start", device=device, torch_version=torch.__version__, arch=model.cfg.arch, n_layer=model.cfg.n_layer,
+         n_embd=model.cfg.n_embd, vocab_size=model.cfg.n_vocab, weight_types=model.weight_types(),
+         trainable_params=model.trainable_params(), total_params=model.total_params(), steps=a.steps,
+         batch=a.batch, seq_len=data.seq_len, train_sequences=int(data.train.shape[0]),
+         val_sequences=int(data.val.shape[0]), resumed_from_step=start_step if a.resume and start_step else None)
+
+    def run_eval(step: int):
+        v = evaluate(model, data.val, a.batch, device, autocast, stop, a.max_eval_sequences)
+        if v is not None:
+            emit("eval", step=step, val_loss=v)
+        return v
+
+    def checkpoint(step: int) -> str:
+        path = save_checkpoint(a.out, step, {"lora": model.lora_state(), "optimizer": opt.state_dict(),
+                                             "val_loss_base": val_loss_base, "rank": a.rank, "alpha": model.alpha,
+                                             "model_size": os.path.getsize(a.model), "seed": a.seed})
+        emit("checkpoint", step=step, path=path)
+        return path
+
+    def stopped(step: int) -> int:
+        path = checkpoint(step) if step > start_step else latest_checkpoint(a.out)
+        emit("stopped", step=step, checkpoint=path)
+        return 0
+
+    if start_step == 0:
+        val_loss_base = run_eval(0)   # B = 0 at step 0, so this is the base model alone
+    step, trained_tokens, train_time, t_begin = start_step, 0, 0.0, time.time()
+    model.train()
+    while step < a.steps:
+        if stop:
+            return stopped(step)
+        step += 1
+        t0 = time.time()
+        lr = lr_at(step, a.steps, a.lr, warmup)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        inputs, targets = to_inputs_targets(data.train[batch_indices(data.train.shape[0], a.batch, step, a.seed)],
+                                            device)
+        with autocast():
+            loss, n_tokens = model.loss(inputs, targets)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        loss_value = float(loss)  # synchronizes the GPU, so the timing below is real
+        train_time += time.time() - t0
+        trained_tokens += n_tokens
+        emit("step", step=step, steps=a.steps, loss=loss_value, lr=lr,
+             tokens_per_s=trained_tokens / max(train_time, 1e-9), elapsed_s=time.time() - t_begin)
+        if not math.isfinite(loss_value):
+            raise TrainerError("internal", f"The training loss became {loss_value} at step {step}. Lower the learning "
+                               "rate (repotune.training.learningRate) and train again.")
+        if step % a.eval_every == 0 and step < a.steps:
+            run_eval(step)
+        if step % a.checkpoint_every == 0 and step < a.steps:
+            checkpoint(step)
+    val_loss = run_eval(step)
+    if stop:
+        return stopped(step)
+    write_adapter(a.adapter_out, model.cfg.arch, model.alpha, model.lora_state(), os.path.basename(a.model))
+    log(f"adapter written to {a.adapter_out}; {trained_tokens / max(train_time, 1e-9):.0f} tokens/s")
+    emit("done", step=step, adapter=a.adapter_out, val_loss_base=val_loss_base, val_loss=val_loss)
+    return 0
+
+
+def run_train(a) -> int:
+    stop = StopRequested()
+    stop.install()
+    try:
+        return train(a, stop)
+    except TrainerError as e:
+        emit("error", code=e.code, message=e.message)
+    except KeyboardInterrupt:
+        emit("error", code="internal", message="Training was interrupted twice and stopped without a checkpoint.")
+        return 130
+    except Exception as e:  # noqa: BLE001 - every failure must reach the extension as an event
+        traceback.print_exc()
+        if _is_oom(e):
+            emit("error", code="out_of_memory", message=f"The device ran out of memory ({e}). Lower the sequence "
+                 "length (repotune.training.seqLen) or the batch size, or close other programs using the GPU.")
+        else:
+            emit("error", code="internal", message=f"The trainer failed unexpectedly: {type(e).__name__}: {e}. "
+                 "The trainer log has the details.")
+    return 1

@@ -1,0 +1,48 @@
+import hashlib
+import json
+
+import pytest
+
+from conftest import TOKEN_ID, run_cli
+from repotune_trainer.gguf import GGUFReader
+from repotune_trainer.tiny import write_tiny_model
+
+
+def _sha(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def test_same_seed_same_bytes_other_seed_other_weights(tmp_path):
+    a = write_tiny_model(str(tmp_path / "a.gguf"), "qwen2", seed=3)
+    b = write_tiny_model(str(tmp_path / "b.gguf"), "qwen2", seed=3)
+    c = write_tiny_model(str(tmp_path / "c.gguf"), "qwen2", seed=4)
+    assert _sha(a) == _sha(b) != _sha(c)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+@pytest.mark.parametrize("dtype,matrix_type", [("f32", "F32"), ("f16", "F16"), ("q8_0", "Q8_0")])
+def test_cli_writes_a_complete_model(tmp_path, arch, dtype, matrix_type):
+    out = str(tmp_path / "m.gguf")
+    p, _ = run_cli("tiny-model", "--arch", arch, "--dtype", dtype, "--out", out)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout) == {"path": out, "arch": arch, "dtype": dtype}
+    r = GGUFReader(out)
+    assert r.architecture == arch
+    assert r.get("tokenizer.ggml.model") == "llama" and r.get("tokenizer.ggml.add_space_prefix") is False
+    tokens = r.get("tokenizer.ggml.tokens")
+    assert tokens[:3] == ["<unk>", "<s>", "</s>"] and "<0x41>" in tokens and "\u2581" in tokens
+    assert r.get("tokenizer.ggml.fim_pre_token_id") == TOKEN_ID["<|fim_prefix|>"]
+    assert r.get("tokenizer.ggml.fim_suf_token_id") == TOKEN_ID["<|fim_suffix|>"]
+    assert r.get("tokenizer.ggml.fim_mid_token_id") == TOKEN_ID["<|fim_middle|>"]
+    assert r.get("tokenizer.ggml.eot_token_id") == TOKEN_ID["<|endoftext|>"]
+    assert r.get(f"{arch}.block_count") == 2 and r.get(f"{arch}.embedding_length") == 64
+    assert r.tensors["blk.0.attn_q.weight"].type_name == matrix_type
+    assert r.tensors["blk.1.ffn_norm.weight"].type_name == "F32"
+    assert ("blk.0.attn_q.bias" in r.tensors) == (arch == "qwen2")
+    assert "output.weight" in r.tensors
+
+
+def test_tied_variant_has_no_output_head(tmp_path):
+    r = GGUFReader(write_tiny_model(str(tmp_path / "t.gguf"), "llama", tied=True))
+    assert "output.weight" not in r.tensors and "token_embd.weight" in r.tensors
