@@ -51,9 +51,10 @@ def latest_checkpoint(run_dir: str) -> Optional[str]:
 
 def load_checkpoint(path: str) -> dict:
     kwargs = {"map_location": "cpu"}
-    # PyTorch >= 1.13 can refuse arbitrary pickled objects; checkpoints hold only tensors and plain values.
+    # Checkpoints hold only tensors and plain values, so the safe loader suffices where it can read floats
+    # (PyTorch 2.x; 1.13's weights_only unpickler rejects the floats in an optimizer state).
     if "weights_only" in inspect.signature(torch.load).parameters:
-        kwargs["weights_only"] = True
+        kwargs["weights_only"] = int(torch.__version__.split(".")[0]) >= 2
     try:
         ck = torch.load(path, **kwargs)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing to the user

@@ -141,8 +141,10 @@ export async function readUsableFiles(folder: string, maxFileBytes = DEFAULT_MAX
   };
   await Promise.all(Array.from({ length: READ_CONCURRENCY }, worker));
   const usable = results.filter((r): r is SourceText => r !== null);
+  // Reads finish in any order; sorted reasons keep summaries and messages stable.
+  const sortedSkipped = Object.fromEntries(Object.entries(skipped).sort(([a], [b]) => (a < b ? -1 : 1)));
   const listed = listing.paths.length + Object.values(listing.skipped).reduce((a, b) => a + b, 0);
-  return { usable, skipped, listed };
+  return { usable, skipped: sortedSkipped, listed };
 }
 
 /**

@@ -1,0 +1,203 @@
+// The whole pipeline for real: the engine bundle tokenizes, the Python trainer trains the tiny model, and the run
+// folder holds what the extension and the CLI read back. Run from the repository root after `node esbuild.mjs`.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import * as path from "node:path";
+import { tune, resolveSettings, type TuneOptions, type TuneResult } from "../../src/core/tune";
+import { readEvents, readManifest, repoIdFor } from "../../src/core/runStore";
+import { findPython } from "../../src/core/python";
+import { DatasetMeta } from "../../src/core/dataset/write";
+import { RunEvent } from "../../src/protocol/run";
+import { enginePath, git, makeGitRepo, python, removeDir, sampleSources, tempDir, tinyModel, trainerRoot, writeFiles } from "./support/pipeline";
+
+let dir: string;
+let modelPath: string;
+let repo: string;
+
+before(async () => {
+  dir = tempDir("tune");
+  modelPath = await tinyModel(path.join(dir, "cache"));
+  repo = makeGitRepo(path.join(dir, "repo"), sampleSources(6));
+});
+after(() => removeDir(dir));
+
+async function run(overrides: Partial<TuneOptions> = {}): Promise<{ result: TuneResult; events: RunEvent[] }> {
+  const events: RunEvent[] = [];
+  const result = await tune({
+    folder: repo,
+    modelPath,
+    python,
+    trainerRoot,
+    enginePath,
+    runsRoot: path.join(dir, "runs"),
+    settings: { steps: 6, seqLen: 64, batch: 4, rank: 4 },
+    onEvent: (e) => events.push(e),
+    ...overrides,
+  });
+  return { result, events };
+}
+
+function phases(events: RunEvent[]): string[] {
+  return events.flatMap((e) => (e.type === "phase" ? [e.phase] : []));
+}
+
+describe("tune, end to end on the tiny model", () => {
+  test("writes an adapter, a manifest and the event log of the run", async () => {
+    const { result, events } = await run();
+    assert.equal(result.status, "done", result.error ?? "");
+    assert.equal(result.error, null);
+    assert.deepEqual(phases(events), ["preparing", "training", "done"]);
+
+    // The run folder: <runsRoot>/<repoId>/<runId>/, a new adapter name per run.
+    assert.equal(path.dirname(path.dirname(result.runDir)), path.join(dir, "runs"));
+    assert.equal(path.basename(path.dirname(result.runDir)), await repoIdFor(repo));
+    assert.equal(result.adapterPath, path.join(result.runDir, `adapter-${result.runId}.gguf`));
+    assert.equal(readFileSync(result.adapterPath!).subarray(0, 4).toString("latin1"), "GGUF");
+
+    const manifest = await readManifest(result.manifestPath!);
+    assert.equal(manifest.status, "done");
+    assert.equal(manifest.runId, result.runId);
+    assert.equal(manifest.adapter, path.basename(result.adapterPath!));
+    assert.equal(manifest.baseModel.size, readFileSync(modelPath).length);
+    assert.match(manifest.baseModel.sha256, /^[0-9a-f]{64}$/);
+    assert.equal(manifest.gitCommit, git(repo, "rev-parse", "HEAD").trim());
+    assert.deepEqual(manifest.settings, resolveSettings({ steps: 6, seqLen: 64, batch: 4, rank: 4 }));
+    assert.equal(manifest.metrics.steps, 6);
+    assert.equal(manifest.metrics.valLossBase, result.valLossBase);
+    assert.equal(manifest.metrics.valLoss, result.valLoss);
+    assert.deepEqual(manifest.dataset, result.summary);
+    assert.ok(result.valLossBase !== null && result.valLoss !== null);
+
+    // events.jsonl holds exactly what onEvent saw, each line a valid RunEvent.
+    const logged = await readEvents(path.join(result.runDir, "events.jsonl"));
+    assert.deepEqual(logged, events.map((e) => RunEvent.parse(e)));
+    const trainerEvents = events.flatMap((e) => (e.type === "trainer" ? [e.event.event] : []));
+    assert.equal(trainerEvents[0], "start");
+    assert.equal(trainerEvents.filter((e) => e === "step").length, 6);
+    assert.equal(trainerEvents.at(-1), "done");
+    assert.ok(events.some((e) => e.type === "adapter" && e.adapterPath === result.adapterPath));
+
+    const meta = DatasetMeta.parse(JSON.parse(readFileSync(path.join(result.runDir, "data", "meta.json"), "utf8")));
+    assert.equal(meta.seq_len, 64);
+    assert.equal(meta.model_path, modelPath);
+  });
+
+  test("a second run gets a new run folder and a new adapter name", async () => {
+    const a = (await run()).result;
+    const b = (await run()).result;
+    assert.equal(a.status, "done");
+    assert.equal(b.status, "done");
+    assert.notEqual(a.runId, b.runId);
+    assert.ok(a.runId < b.runId, "run ids sort by time");
+    assert.notEqual(a.adapterPath, b.adapterPath);
+    assert.ok(existsSync(a.adapterPath!) && existsSync(b.adapterPath!));
+  });
+
+  test("aborting while training stops the trainer cleanly: status stopped, with a checkpoint", async () => {
+    const abort = new AbortController();
+    const { result, events } = await run({
+      settings: { steps: 100000, seqLen: 64, batch: 4, rank: 4 },
+      signal: abort.signal,
+      onEvent: (e) => {
+        events.push(e);
+        if (e.type === "trainer" && e.event.event === "step" && e.event.step === 2) abort.abort();
+      },
+    });
+    assert.equal(result.status, "stopped", result.error ?? "");
+    assert.equal(result.adapterPath, null);
+    assert.deepEqual(phases(events), ["preparing", "training", "stopped"]);
+    const stopped = events.find((e) => e.type === "trainer" && e.event.event === "stopped");
+    assert.ok(stopped, "the trainer reported that it stopped");
+    const manifest = await readManifest(result.manifestPath!);
+    assert.equal(manifest.status, "stopped");
+    assert.equal(manifest.adapter, null);
+    assert.ok(manifest.metrics.steps >= 2 && manifest.metrics.steps < 100000);
+  });
+
+  test("aborting before training starts ends the run as stopped, without starting the trainer", async () => {
+    const abort = new AbortController();
+    const { result, events } = await run({
+      signal: abort.signal,
+      onEvent: (e) => {
+        events.push(e);
+        if (e.type === "phase" && e.phase === "preparing") abort.abort();
+      },
+    });
+    assert.equal(result.status, "stopped");
+    assert.ok(!events.some((e) => e.type === "trainer"));
+    assert.ok(!existsSync(path.join(result.runDir, "trainer.log")));
+  });
+});
+
+describe("tune, with inputs it cannot use", () => {
+  function assertFailed(result: TuneResult, events: RunEvent[], pattern: RegExp, action?: string): void {
+    assert.equal(result.status, "failed");
+    assert.match(result.error ?? "", pattern);
+    const error = events.find((e) => e.type === "error");
+    assert.ok(error && error.type === "error");
+    assert.equal(error.message, result.error);
+    assert.equal(error.action, action);
+    assert.deepEqual(phases(events), ["preparing", "failed"]);
+    assert.ok(!events.some((e) => e.type === "trainer"), "the trainer never started");
+  }
+
+  test("an empty folder", async () => {
+    const empty = path.join(dir, "empty");
+    mkdirSync(empty);
+    const { result, events } = await run({ folder: empty });
+    assertFailed(result, events, /has no files to learn from\. Open the folder of a code repository/);
+  });
+
+  test("a folder without text files", async () => {
+    const binaries = path.join(dir, "binaries");
+    writeFiles(binaries, { "a.bin": Buffer.from([0, 1, 2, 3, 0, 0, 255, 0]), "empty.txt": "" });
+    const { result, events } = await run({ folder: binaries });
+    assertFailed(result, events, /^The folder has no text files RepoTune can learn from: all 2 files were skipped \(binary 1, empty 1\)/);
+  });
+
+  test("a model path that is not a GGUF file", async () => {
+    const notGguf = path.join(dir, "model.bin");
+    writeFileSync(notGguf, "PK\x03\x04 this is a zip, not a model");
+    const { result, events } = await run({ modelPath: notGguf });
+    assertFailed(result, events, /is not a GGUF model .* Set repotune\.modelPath to a \.gguf file/, "repotune.modelPath");
+    const missing = await run({ modelPath: path.join(dir, "nope.gguf") });
+    assertFailed(missing.result, missing.events, /does not exist or cannot be read/, "repotune.modelPath");
+  });
+
+  test("a Python without PyTorch", async () => {
+    // A virtual environment of the torch Python does not see its packages: a Python without torch on any machine.
+    const venv = path.join(dir, "venv");
+    execFileSync(python, ["-m", "venv", "--without-pip", venv]);
+    const bare = path.join(venv, "bin", "python");
+    assert.throws(() => execFileSync(bare, ["-c", "import torch"], { stdio: "ignore" }), "the venv has no torch");
+    const { result, events } = await run({ python: bare });
+    assertFailed(result, events, /cannot train \(no PyTorch and NumPy.*\)\. .*Install PyTorch .*set repotune\.pythonPath/, "repotune.pythonPath");
+  });
+
+  test("findPython passes over an interpreter without PyTorch to one that has it", async () => {
+    const saved = process.env.REPOTUNE_PYTHON;
+    process.env.REPOTUNE_PYTHON = python;
+    try {
+      const found = await findPython(path.join(dir, "venv", "bin", "python"), trainerRoot);
+      assert.equal(found.python, python);
+      assert.ok(found.selftest.ok && found.selftest.torch !== null && found.selftest.numpy !== null);
+    } finally {
+      if (saved === undefined) delete process.env.REPOTUNE_PYTHON;
+      else process.env.REPOTUNE_PYTHON = saved;
+    }
+  });
+
+  test("invalid settings", async () => {
+    const { result, events } = await run({ settings: { steps: 0 } });
+    assertFailed(result, events, /training settings are invalid \(steps/);
+  });
+
+  test("a trainer error is passed on with the trainer's own message", { skip: process.platform === "darwin" && "MPS may exist here" }, async () => {
+    const { result, events } = await run({ settings: { steps: 2, seqLen: 64, device: "mps" } });
+    assert.equal(result.status, "failed");
+    assert.match(result.error ?? "", /^Training failed: --device mps was requested but this PyTorch has no Apple MPS support\./);
+    assert.deepEqual(phases(events), ["preparing", "training", "failed"]);
+  });
+});
