@@ -278,7 +278,7 @@ async function completeAt(
 function sideBySide(columns: [string, string][]): string {
   const width = Math.max(16, Math.floor(((process.stdout.columns || 120) - 4 - 3 * (columns.length - 1)) / columns.length));
   const show = (s: string) => {
-    const one = JSON.stringify(s).slice(1, -1); // newlines and tabs visible, on one line
+    const one = s === "" ? "(nothing)" : JSON.stringify(s).slice(1, -1); // newlines and tabs visible, on one line
     return (one.length > width ? one.slice(0, width - 1) + "…" : one).padEnd(width);
   };
   const head = columns.map(([h]) => h.padEnd(width)).join(" | ");

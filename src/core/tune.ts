@@ -151,6 +151,7 @@ class Pipeline {
         modelPath: opts.modelPath,
         seqLen: settings.seqLen,
         seed: settings.seed,
+        exclude: [opts.runsRoot],
         signal: opts.signal,
         log: (message) => this.emit({ type: "log", time: Date.now(), message }),
       });

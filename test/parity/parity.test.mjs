@@ -25,6 +25,7 @@ const work = mkdtempSync(join(tmpdir(), "repotune-parity-"));
 const env = { ...process.env, PYTHONPATH: trainerRoot };
 const rows = [];
 const failures = [];
+const notes = [];
 
 function trainer(args) {
   const r = spawnSync(python, ["-m", "repotune_trainer", ...args], { env, encoding: "utf8", maxBuffer: 1 << 28 });
@@ -94,7 +95,7 @@ function writeDataset(model, folder, seqLen) {
   writeFileSync(join(folder, "val.bin"), Buffer.from(val.a.buffer));
   writeFileSync(join(folder, "meta.json"), JSON.stringify({
     format: "repotune-tokens", version: 1, seq_len: seqLen, dtype: "int32", pad: -1, train_sequences: train.n,
-    val_sequences: val.n, vocab_size: model.tokens.length ?? 0, prompt_format: "qwen2.5-coder", model_path: "", summary: {},
+    val_sequences: val.n, vocab_size: model.fileInfo.metadata.tokenizer.ggml.tokens.length, prompt_format: "qwen2.5-coder", model_path: "", summary: {},
   }));
 }
 
@@ -133,8 +134,9 @@ try {
           rows.push({ case: `${arch} ${dtype} adapter left off (must differ)`, greedy: `${without.agree}/${N_PREDICT}`,
             maxAbsProbDiff: without.maxDiff.toExponential(2), tolerance: "> 5e-1", ok: carries });
           if (!carries) failures.push(`${arch} ${dtype} adapter left off`);
-          const text = model.detokenize(tuned.tokens.slice(0, tuned.tokens.indexOf(model.tokens.eot) >>> 0));
-          rows.push({ case: `${arch} ${dtype} tuned middle: ${JSON.stringify(text.slice(0, 40))}`, greedy: "", maxAbsProbDiff: "", tolerance: "", ok: true });
+          const end = tuned.tokens.indexOf(model.tokens.eot);
+          const text = model.detokenize(end === -1 ? tuned.tokens : tuned.tokens.slice(0, end));
+          notes.push(`${arch} ${dtype} + LoRA, greedy middle for a prefix and suffix of that line: ${JSON.stringify(text)}`);
         }
       } finally {
         await model.dispose();
@@ -148,6 +150,7 @@ try {
 }
 
 console.table(rows);
+for (const n of notes) console.log(n);
 console.log(`parity: ${rows.length} rows in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 if (failures.length) {
   console.error(`FAILED: ${failures.join("; ")}`);

@@ -39,9 +39,12 @@ test("fine-tune from the command palette, follow it in the Run view, accept the 
 
   const server = await startCodeServer({ root, settings: testUserSettings(modelPath), logFile });
   const browser = await launchBrowser();
+  let passed = false;
   t.after(async () => {
     await browser.close().catch(() => {});
     await server.stop();
+    if (passed) rmSync(root, { recursive: true, force: true });
+    else t.diagnostic(`state kept in ${root}`);
   });
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   let step = 0;
@@ -133,7 +136,7 @@ test("fine-tune from the command palette, follow it in the Run view, accept the 
     err.message += `\ncode-server log tail:\n${tail(logFile, 20)}`;
     throw err;
   }
-  rmSync(root, { recursive: true, force: true });
+  passed = true;
 });
 
 /** Text of an element inside the webview, or null when it is not shown. */

@@ -100,6 +100,11 @@ describe("discovery outside git", () => {
     assert.equal(usable.length, 6);
     assert.deepEqual(skipped, { symlink: 2, binary: 1 });
   });
+
+  test("leaves out excluded folders (a runs folder inside the workspace)", async () => {
+    const { usable } = await readUsableFiles(dir, undefined, [path.join(dir, "sub"), path.join(dir, "..", "elsewhere")]);
+    assert.deepEqual(usable.map((f) => f.path).sort(), [".gitignore", "a.ts"]);
+  });
 });
 
 describe("FIM spans", () => {

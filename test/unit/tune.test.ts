@@ -95,10 +95,11 @@ describe("tune, end to end on the tiny model", () => {
     assert.ok(existsSync(a.adapterPath!) && existsSync(b.adapterPath!));
   });
 
-  test("aborting while training stops the trainer cleanly: status stopped, with a checkpoint", async () => {
+  test("aborting while training stops the trainer cleanly: status stopped, with a checkpoint", { timeout: 120_000 }, async () => {
     const abort = new AbortController();
-    const { result, events } = await run({
-      settings: { steps: 100000, seqLen: 64, batch: 4, rank: 4 },
+    const events: RunEvent[] = [];
+    const { result } = await run({
+      settings: { steps: 5000, seqLen: 64, batch: 4, rank: 4 },
       signal: abort.signal,
       onEvent: (e) => {
         events.push(e);
@@ -109,16 +110,19 @@ describe("tune, end to end on the tiny model", () => {
     assert.equal(result.adapterPath, null);
     assert.deepEqual(phases(events), ["preparing", "training", "stopped"]);
     const stopped = events.find((e) => e.type === "trainer" && e.event.event === "stopped");
-    assert.ok(stopped, "the trainer reported that it stopped");
+    assert.ok(stopped?.type === "trainer" && stopped.event.event === "stopped", "the trainer reported that it stopped");
+    assert.ok(stopped.event.checkpoint !== null && existsSync(stopped.event.checkpoint), "and saved a checkpoint");
     const manifest = await readManifest(result.manifestPath!);
     assert.equal(manifest.status, "stopped");
     assert.equal(manifest.adapter, null);
-    assert.ok(manifest.metrics.steps >= 2 && manifest.metrics.steps < 100000);
+    assert.equal(manifest.checkpoint, stopped.event.checkpoint);
+    assert.ok(manifest.metrics.steps >= 2 && manifest.metrics.steps < 5000);
   });
 
   test("aborting before training starts ends the run as stopped, without starting the trainer", async () => {
     const abort = new AbortController();
-    const { result, events } = await run({
+    const events: RunEvent[] = [];
+    const { result } = await run({
       signal: abort.signal,
       onEvent: (e) => {
         events.push(e);

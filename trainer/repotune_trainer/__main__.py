@@ -31,8 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--alpha", type=float, default=None, help="LoRA alpha (default: 2 x rank)")
     t.add_argument("--batch", type=int, default=8, help="sequences per step")
     t.add_argument("--warmup", type=int, default=None, help="warm-up steps (default: 5%% of steps, at most 50)")
-    t.add_argument("--eval-every", type=int, default=50)
-    t.add_argument("--checkpoint-every", type=int, default=100)
+    t.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (default: steps / 8)")
+    t.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints (default: steps / 4)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
     t.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: 1 on CPUs with "

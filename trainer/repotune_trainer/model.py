@@ -84,9 +84,19 @@ def _config(r: GGUFReader) -> ModelConfig:
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
-    if x.is_cuda and torch.is_autocast_enabled():
-        return torch.get_autocast_gpu_dtype()
-    return x.dtype
+    """The dtype autocast would use for a CUDA matmul here (bf16 in training), else x's own dtype.
+
+    PyTorch 2.4 moved these queries to device-type arguments; 1.13 has only the CUDA-specific forms."""
+    if not x.is_cuda:
+        return x.dtype
+    try:
+        enabled = torch.is_autocast_enabled("cuda")
+    except TypeError:
+        enabled = torch.is_autocast_enabled()
+    if not enabled:
+        return x.dtype
+    get = getattr(torch, "get_autocast_dtype", None)
+    return get("cuda") if get is not None else torch.get_autocast_gpu_dtype()
 
 
 class FrozenMatmul(torch.autograd.Function):

@@ -3,6 +3,10 @@
 Read top to bottom: set up (device, model, data, optimizer, maybe resume), evaluate the base model, then for each
 step: batch -> forward -> loss -> backward -> clip -> update, with evaluations and checkpoints along the way, and the
 adapter GGUF at the end. SIGINT/SIGTERM stop cleanly at the next step boundary with a checkpoint.
+
+The adapter written is the evaluated state with the lowest validation loss (the last one when there is no validation
+data): a small repository is seen dozens of times in a run, and past that point further steps memorize the training
+files and lose on held-out ones.
 """
 from __future__ import annotations
 
@@ -85,8 +89,9 @@ def _validate_args(a) -> None:
     if a.rank < 1: problems.append("--rank must be at least 1")
     if not a.lr > 0: problems.append("--lr must be positive")
     if a.batch < 1: problems.append("--batch must be at least 1")
-    if a.eval_every < 1: problems.append("--eval-every must be at least 1")
-    if a.checkpoint_every < 1: problems.append("--checkpoint-every must be at least 1")
+    if a.eval_every is not None and a.eval_every < 1: problems.append("--eval-every must be at least 1")
+    if a.checkpoint_every is not None and a.checkpoint_every < 1:
+        problems.append("--checkpoint-every must be at least 1")
     if a.alpha is not None and not a.alpha > 0: problems.append("--alpha must be positive")
     if problems:
         raise TrainerError("bad_args", "; ".join(problems) + ".")
@@ -99,6 +104,8 @@ def _is_oom(e: BaseException) -> bool:
 
 def train(a, stop: StopRequested) -> int:
     _validate_args(a)
+    a.eval_every = a.eval_every or max(1, a.steps // 8)
+    a.checkpoint_every = a.checkpoint_every or max(1, a.steps // 4)
     device = pick_device(a.device)
     threads = set_cpu_threads(a.threads) if device == "cpu" else None
     torch.manual_seed(a.seed)
@@ -113,6 +120,7 @@ def train(a, stop: StopRequested) -> int:
         f"model {model.cfg.arch} {model.cfg.n_layer} layers x {model.cfg.n_embd}, weights {model.weight_types()}")
 
     start_step, val_loss_base = 0, None
+    best = {"val_loss": None, "step": None, "lora": None}   # the evaluated state with the lowest validation loss
     if a.resume:
         path = latest_checkpoint(a.out)
         if path is None:
@@ -125,6 +133,7 @@ def train(a, stop: StopRequested) -> int:
             model.load_lora_state(ck["lora"])
             opt.load_state_dict(ck["optimizer"])
             start_step, val_loss_base = int(ck["step"]), ck.get("val_loss_base")
+            best.update(ck.get("best") or {})
             log(f"resumed from {path} (step {start_step})")
 
     emit("start", device=device, torch_version=torch.__version__, arch=model.cfg.arch, n_layer=model.cfg.n_layer,
@@ -137,12 +146,15 @@ def train(a, stop: StopRequested) -> int:
         v = evaluate(model, data.val, a.batch, device, autocast, stop, a.max_eval_sequences)
         if v is not None:
             emit("eval", step=step, val_loss=v)
+            if step > 0 and (best["val_loss"] is None or v < best["val_loss"]):
+                best.update(val_loss=v, step=step, lora=model.lora_state())
         return v
 
     def checkpoint(step: int) -> str:
         path = save_checkpoint(a.out, step, {"lora": model.lora_state(), "optimizer": opt.state_dict(),
-                                             "val_loss_base": val_loss_base, "rank": a.rank, "alpha": model.alpha,
-                                             "model_size": os.path.getsize(a.model), "seed": a.seed})
+                                             "val_loss_base": val_loss_base, "best": best, "rank": a.rank,
+                                             "alpha": model.alpha, "model_size": os.path.getsize(a.model),
+                                             "seed": a.seed})
         emit("checkpoint", step=step, path=path)
         return path
 
@@ -186,7 +198,12 @@ def train(a, stop: StopRequested) -> int:
     val_loss = run_eval(step)
     if stop:
         return stopped(step)
-    write_adapter(a.adapter_out, model.cfg.arch, model.alpha, model.lora_state(), os.path.basename(a.model))
+    lora = model.lora_state()
+    if best["val_loss"] is not None and best["val_loss"] < val_loss:
+        log(f"validation loss was lowest at step {best['step']} ({best['val_loss']:.4f} < {val_loss:.4f} at the end): "
+            "writing that adapter")
+        lora, val_loss = best["lora"], best["val_loss"]
+    write_adapter(a.adapter_out, model.cfg.arch, model.alpha, lora, os.path.basename(a.model))
     log(f"adapter written to {a.adapter_out}; {trained_tokens / max(train_time, 1e-9):.0f} tokens/s")
     emit("done", step=step, adapter=a.adapter_out, val_loss_base=val_loss_base, val_loss=val_loss)
     return 0

@@ -30,6 +30,8 @@ export interface BuildDatasetOptions {
   seed: number;
   maxFileBytes?: number;
   valFraction?: number;
+  /** Folders never to learn from even when inside `folder` (RepoTune's own runs folder, when placed there). */
+  exclude?: string[];
   signal?: AbortSignal;
   log?: (message: string) => void;
 }
@@ -65,7 +67,7 @@ interface Example {
 
 export async function buildDataset(opts: BuildDatasetOptions): Promise<BuiltDataset> {
   const log = opts.log ?? (() => undefined);
-  const { usable, skipped, listed } = await readUsableFiles(opts.folder, opts.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES);
+  const { usable, skipped, listed } = await readUsableFiles(opts.folder, opts.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES, opts.exclude);
   if (listed === 0) {
     throw new UserError(`The folder ${opts.folder} has no files to learn from. Open the folder of a code repository and fine-tune again.`);
   }
@@ -125,8 +127,14 @@ export async function buildDataset(opts: BuildDatasetOptions): Promise<BuiltData
 }
 
 /** The listed files that are usable text, and the others counted by reason. */
-export async function readUsableFiles(folder: string, maxFileBytes = DEFAULT_MAX_FILE_BYTES): Promise<{ usable: SourceText[]; skipped: Record<string, number>; listed: number }> {
+export async function readUsableFiles(
+  folder: string,
+  maxFileBytes = DEFAULT_MAX_FILE_BYTES,
+  exclude: string[] = [],
+): Promise<{ usable: SourceText[]; skipped: Record<string, number>; listed: number }> {
   const listing = await listFiles(folder);
+  const excluded = exclude.map((d) => path.relative(folder, d).split(path.sep).join("/")).filter((r) => r !== "" && !r.startsWith("..") && !path.isAbsolute(r));
+  listing.paths = listing.paths.filter((p) => !excluded.some((d) => p === d || p.startsWith(`${d}/`)));
   const skipped: Record<string, number> = { ...listing.skipped };
   const results = new Array<SourceText | null>(listing.paths.length).fill(null);
   let next = 0;
