@@ -48,9 +48,9 @@ export class Ctx implements vscode.Disposable {
     this.adapterChanged.fire(adapterPath);
   }
 
-  /** The interpreter that trains: the configured one, else the first with PyTorch. */
-  async python(): Promise<string> {
-    return (await findPython(this.config.pythonPath)).python;
+  /** The interpreter that trains: the configured one, else the first with PyTorch. Checked once per setting value. */
+  python(): Promise<string> {
+    return this.memo("python", this.config.pythonPath ?? "", async () => (await findPython(this.config.pythonPath, this.trainerRoot)).python);
   }
 
   /** Absolute path of the base model GGUF, generating the tiny model when the setting says "tiny". */
@@ -62,8 +62,20 @@ export class Ctx implements vscode.Disposable {
         "repotune.modelPath",
       );
     }
-    if (configured === "tiny") return ensureTinyModel(await this.python(), this.trainerRoot, this.modelsDir);
+    if (configured === "tiny") return this.memo("tiny", this.config.pythonPath ?? "", async () => ensureTinyModel(await this.python(), this.trainerRoot, this.modelsDir));
     return configured;
+  }
+
+  private readonly memos = new Map<string, { key: string; value: Promise<string> }>();
+
+  /** Remembers a slow lookup (a Python self-test, generating the tiny model) until its input changes or it fails. */
+  private memo(name: string, key: string, compute: () => Promise<string>): Promise<string> {
+    const hit = this.memos.get(name);
+    if (hit && hit.key === key) return hit.value;
+    const value = compute();
+    this.memos.set(name, { key, value });
+    value.catch(() => this.memos.get(name)?.value === value && this.memos.delete(name));
+    return value;
   }
 
   dispose(): void {

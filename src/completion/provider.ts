@@ -1,14 +1,14 @@
 // Inline completions from the base model plus the workspace's active adapter, through the engine process.
 import * as vscode from "vscode";
 import * as path from "node:path";
+import { promises as fs } from "node:fs";
 import type { Ctx } from "../ctx";
 import { promptFormatFor } from "../core/promptFormat";
 import { messageOf } from "../core/errors";
 import { cleanCompletion } from "../core/completionText";
+import { cursorWindow } from "../core/dataset/fim";
 
 const DEBOUNCE_MS = 120;
-const PREFIX_CHARS = 4000;
-const SUFFIX_CHARS = 2000;
 
 export class CompletionProvider implements vscode.InlineCompletionItemProvider {
   private latest = 0;
@@ -39,10 +39,10 @@ export class CompletionProvider implements vscode.InlineCompletionItemProvider {
     } catch {
       return undefined; // no model configured: the status bar and the Run view say so
     }
-    const offset = doc.offsetAt(pos);
-    const all = doc.getText();
-    const prefix = all.slice(Math.max(0, offset - PREFIX_CHARS), offset);
-    const suffix = all.slice(offset, offset + SUFFIX_CHARS);
+    // The window is cut the way training windows are (line-aligned, same prefix/suffix share), and about as long
+    // as a training sequence holds, so the adapter sees prompts shaped like those it learned from.
+    const windowChars = 2 * (this.ctx.config.training.seqLen ?? 256);
+    const { prefix, suffix } = cursorWindow(doc.getText(), doc.offsetAt(pos), windowChars);
     const folder = vscode.workspace.getWorkspaceFolder(doc.uri);
     const filePath = folder ? path.relative(folder.uri.fsPath, doc.uri.fsPath).split(path.sep).join("/") : path.basename(doc.uri.fsPath);
     const midLine = doc.lineAt(pos.line).text.slice(pos.character).trim().length > 0 || doc.lineAt(pos.line).text.slice(0, pos.character).trim().length > 0;
@@ -52,7 +52,7 @@ export class CompletionProvider implements vscode.InlineCompletionItemProvider {
     try {
       const { client, info } = await this.ctx.engine.ready(modelPath);
       const format = promptFormatFor(info);
-      const prompt = format.fim({ prefix, suffix, filePath, repoName: folder?.name });
+      const prompt = format.fim({ prefix, suffix, filePath, repoName: folder ? await repoName(folder.uri.fsPath) : undefined });
       const result = await client.complete(
         { prompt, adapterPath, maxTokens: this.ctx.config.maxTokens, stop: format.stopStrings },
         abort.signal,
@@ -65,4 +65,9 @@ export class CompletionProvider implements vscode.InlineCompletionItemProvider {
       sub?.dispose();
     }
   }
+}
+
+/** The repository name in prompt headers: the folder's real name, as the dataset step writes it. */
+async function repoName(folder: string): Promise<string> {
+  return path.basename(await fs.realpath(folder).catch(() => folder));
 }

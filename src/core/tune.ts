@@ -55,8 +55,9 @@ export interface TuneResult {
 
 export const MODEL_SETTING = "repotune.modelPath";
 
-// The trainer's documented defaults (trainer/README.md): with these the tiny model learns a small repository
-// within about a minute on a CPU, and a 1.5B model within minutes on a GPU.
+// The trainer's documented defaults (trainer/README.md, "Defaults and what was measured"): with these the tiny
+// model learns a small repository in well under a minute on a 2-core CPU. For real models the README notes that
+// lr 3e-3 is on the high side (unmeasured here: no GPU); callers pass their own.
 export const DEFAULT_TRAIN_SETTINGS: Omit<TrainSettings, "alpha"> = {
   steps: 200,
   seqLen: 256,

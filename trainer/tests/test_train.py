@@ -184,3 +184,19 @@ def test_selftest_reports_torch():
     p, events = run_cli("selftest")
     assert p.returncode == 0
     assert events[0]["ok"] is True and events[0]["torch"] and events[0]["device"] in ("cpu", "cuda", "mps")
+
+
+def test_probs_reports_greedy_tokens_and_distributions(trained, tiny_models):
+    _, _, adapter, _ = trained
+    model = tiny_models[("qwen2", "q8_0")]
+    prompt = "1,3,20,30,40,4,5"
+    base, _ = run_cli("probs", "--model", model, "--tokens", prompt, "--n-predict", "5")
+    tuned, _ = run_cli("probs", "--model", model, "--adapter", adapter, "--tokens", prompt, "--n-predict", "5")
+    import json
+    for p in (base, tuned):
+        assert p.returncode == 0, p.stderr
+        out = json.loads(p.stdout)
+        assert len(out["tokens"]) == 5 and len(out["probs"]) == 5
+        for tok, dist in zip(out["tokens"], out["probs"]):
+            assert len(dist) == len(TOKENS) and abs(sum(dist) - 1) < 1e-4 and int(np.argmax(dist)) == tok
+    assert json.loads(base.stdout)["probs"] != json.loads(tuned.stdout)["probs"]
