@@ -209,7 +209,7 @@ async function printSummary(result: TuneResult, folder: string, modelPath: strin
       console.log("no held-out line long enough to show completions on");
       return;
     }
-    console.log(`\ncompletions at ${samples.length} cursors in held-out files (greedy; expected = the file's own text):`);
+    console.log(`\nline completions at ${samples.length} places in held-out files (greedy; each line removed, then asked for; expected = the line as written):`);
     const repoName = path.basename(await fs.realpath(folder));
     for (const [i, s] of samples.entries()) {
       const window = await promptWindow(engine, s.text, s.offset, seqLen, s.file, repoName);
@@ -233,7 +233,10 @@ interface Sample {
   expected: string;
 }
 
-/** Deterministic cursors: in each held-out file in turn, the middle of a line with some code on it. */
+/**
+ * Deterministic "complete this line" tasks: in each held-out file in turn, a line with some code on it is taken
+ * out after its indentation, and the model is asked to write it back (the cursor at the line's first character).
+ */
 async function pickSamples(folder: string, valFiles: string[]): Promise<Sample[]> {
   const out: Sample[] = [];
   const files = [...valFiles].sort();
@@ -246,11 +249,11 @@ async function pickSamples(folder: string, valFiles: string[]): Promise<Sample[]
     const candidates = lines.map((l, n) => ({ l, n })).filter(({ l }) => l.trim().length >= 12);
     if (candidates.length === 0) continue;
     const { l, n } = candidates[hash32(`repotune-sample:${file}:${i}`) % candidates.length];
-    const indent = l.length - l.trimStart().length;
-    const col = indent + Math.floor((l.trimEnd().length - indent) / 2);
+    const col = l.length - l.trimStart().length;
     const offset = lines.slice(0, n).reduce((a, x) => a + x.length + 1, 0) + col;
     if (out.some((s) => s.file === file && s.offset === offset)) continue;
-    out.push({ file, text, offset, line: n + 1, col: col + 1, expected: l.slice(col) });
+    const hidden = l.slice(col);
+    out.push({ file, text: text.slice(0, offset) + text.slice(offset + hidden.length), offset, line: n + 1, col: col + 1, expected: hidden.trimEnd() });
   }
   return out;
 }

@@ -103,7 +103,11 @@ describe("repotune CLI", () => {
     const source = readFileSync(path.join(repo, file), "utf8").split("\n")[Number(line) - 1];
     assert.ok(JSON.stringify(source.slice(Number(col) - 1)).slice(1, -1).startsWith(expected.replace(/…$/, "")));
 
-    // `complete` at the same cursor with the same adapter gives the completion shown in the summary.
+    // `complete` at the same place, with the line taken out as the summary did and the same adapter, gives the
+    // completion shown in the summary.
+    const lines = readFileSync(path.join(repo, file), "utf8").split("\n");
+    lines[Number(line) - 1] = lines[Number(line) - 1].slice(0, Number(col) - 1);
+    writeFileSync(path.join(repo, file), lines.join("\n"));
     const c = await cli(["complete", path.join(repo, file), "--line", line, "--col", col, "--model", "tiny", "--adapter", adapter, "--seq-len", "64"]);
     assert.equal(c.code, 0, c.stderr);
     const printed = c.stdout.replace(/\n$/, "");

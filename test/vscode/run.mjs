@@ -2,10 +2,11 @@
 // code-server driven by headless chromium, with the standard extensionDevelopmentPath / extensionTestsPath
 // payload. Exits with the suite's exit code. See shared/notes/offline-vscode-tests.md.
 //
-//   node test/vscode/run.mjs [--extension DIR] [--tests INDEX.js] [--fixture NAME]
+//   node test/vscode/run.mjs [--extension DIR] [--tests INDEX.js]
+//   (the options point the harness at another extension and suite, e.g. to check the harness itself)
 //
-// Desktop VS Code (@vscode/test-electron) cannot be downloaded here; where it can, the same suite index runs
-// under it unchanged, since it only exports the usual run().
+// Desktop VS Code (@vscode/test-electron) cannot be downloaded here. The suite index exports the usual run(), so
+// @vscode/test-electron can load it where a download is possible; that runner is not wired up in this script.
 import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, appendFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
@@ -21,7 +22,6 @@ const { values: opts } = parseArgs({
   options: {
     extension: { type: "string", default: repoRoot },
     tests: { type: "string", default: join(repoRoot, "out", "test", "vscode", "suite", "index.js") },
-    fixture: { type: "string", default: "sample-repo" },
   },
 });
 const extensionDir = resolve(opts.extension);
@@ -72,7 +72,7 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
 let exitCode = 1;
 try {
   const modelPath = makeTinyModel(join(root, "tiny-llama.gguf"));
-  const workspace = prepareWorkspace(join(root, "workspace"), opts.fixture);
+  const workspace = prepareWorkspace(join(root, "workspace"));
   say(`model ${modelPath}, workspace ${workspace}`);
 
   server = await startCodeServer({
