@@ -132,6 +132,19 @@ describe("FIM spans", () => {
     for (const s of spans) assert.equal(text[s.start - s.prefix.length - 1], "\n");
   });
 
+  test("some spans leave the suffix out, as at the end of what is being written, and give the prefix the room", () => {
+    const window = 300;
+    const spans = fimSpans(text, 80, window, rng(3));
+    const open = spans.filter((s) => s.openEnd);
+    assert.ok(open.length >= 8 && open.length <= 32, `${open.length} of 80 spans are open-ended; about a quarter expected`);
+    for (const s of open) {
+      assert.equal(s.suffix, "");
+      assert.equal(text.slice(s.start - s.prefix.length, s.start + s.middle.length), s.prefix + s.middle, "the middle is still the true continuation");
+      if (s.start - s.prefix.length > 0) assert.ok(s.prefix.length + s.middle.length > window / 2, "the suffix's share goes to the prefix");
+    }
+    assert.ok(spans.some((s) => !s.openEnd && s.suffix.length > 0));
+  });
+
   test("a cursor window never splits a surrogate pair", () => {
     const emoji = "const smile = \"😀😀😀\";\n".repeat(20);
     for (let at = 0; at < emoji.length; at++) {

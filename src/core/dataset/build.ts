@@ -60,6 +60,8 @@ interface Example {
   file: SourceText;
   start: number;
   end: number;
+  /** Built without the file's suffix (cursor at the end of what is written). */
+  openEnd: boolean;
   windowChars: number;
   segments: Segment[];
   tokens: number[];
@@ -192,6 +194,7 @@ function fileExamples(file: SourceText, repoName: string, opts: BuildDatasetOpti
     file,
     start: s.start,
     end: s.start + s.middle.length,
+    openEnd: s.openEnd,
     windowChars,
     segments: trainingExample(opts.format, { prefix: s.prefix, middle: s.middle, suffix: s.suffix, filePath: file.path, repoName }),
     tokens: [],
@@ -227,7 +230,7 @@ async function fitAll(tokenizer: Tokenizer, examples: Example[], repoName: strin
   for (const e of long) {
     e.windowChars = Math.max(16, Math.floor(e.windowChars * ((opts.seqLen * WINDOW_FILL) / e.tokens.length)));
     const end = Math.min(e.end, e.start + Math.floor(e.windowChars / 2));
-    const { prefix, suffix } = fimWindow(e.file.text, e.start, end, e.windowChars);
+    const { prefix, suffix } = fimWindow(e.openEnd ? e.file.text.slice(0, end) : e.file.text, e.start, end, e.windowChars);
     e.end = end;
     e.segments = trainingExample(opts.format, { prefix, middle: e.file.text.slice(e.start, end), suffix, filePath: e.file.path, repoName });
   }

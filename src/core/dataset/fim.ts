@@ -9,10 +9,20 @@ export interface FimSpan {
   suffix: string;
   /** Offset of the middle in the file: examples of one file sort by it. */
   start: number;
+  /** The suffix was left out (see OPEN_END_SHARE). */
+  openEnd: boolean;
 }
 
 /** Share of the window the prefix gets when both sides have more text than fits: code above the cursor says more. */
 const PREFIX_SHARE = 0.6;
+
+/**
+ * Share of examples whose suffix is left out, as when the cursor is at the end of what is being written (new code at
+ * the end of a file, or a file just created). Examples that all carry the file's real suffix do not teach that case:
+ * measured on test/fixtures/sample-repo with the tiny model, a new line at the end of a new file completed as ";"
+ * without such examples and as the fixture's line with them. The middle stays the true continuation.
+ */
+const OPEN_END_SHARE = 0.25;
 
 /** `count` spans of `text`, one from each of `count` equal stretches of lines, so a file is covered evenly. */
 export function fimSpans(text: string, count: number, windowChars: number, r: Rng): FimSpan[] {
@@ -23,8 +33,9 @@ export function fimSpans(text: string, count: number, windowChars: number, r: Rn
     const lo = Math.floor((k * starts.length) / count);
     const hi = Math.max(lo, Math.floor(((k + 1) * starts.length) / count) - 1);
     const [ms, me] = pickMiddle(text, starts, r.int(lo, hi), r, maxMiddle);
-    const { prefix, suffix } = fimWindow(text, ms, me, windowChars);
-    spans.push({ prefix, middle: text.slice(ms, me), suffix, start: ms });
+    const openEnd = r.next() < OPEN_END_SHARE;
+    const { prefix, suffix } = fimWindow(openEnd ? text.slice(0, me) : text, ms, me, windowChars);
+    spans.push({ prefix, middle: text.slice(ms, me), suffix, start: ms, openEnd });
   }
   return spans;
 }
