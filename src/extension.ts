@@ -10,7 +10,7 @@ import type { TuneResult } from "./core/tune";
 
 /** What activate() returns: used by the extension-host tests, and by other extensions that script RepoTune. */
 export interface RepoTuneApi {
-  state(): { phase: string; activeAdapter: string | null; modelPath: string | null; lastRun: TuneResult | null };
+  state(): { phase: string; error: string | null; activeAdapter: string | null; modelPath: string | null; lastRun: TuneResult | null };
   runFineTune(): Promise<TuneResult | null>;
   engineComplete(prefix: string, suffix: string, adapter: "active" | "none"): Promise<string>;
 }
@@ -30,7 +30,7 @@ export function activate(context: vscode.ExtensionContext): RepoTuneApi {
   ctx.log.info(`RepoTune activated (extension at ${context.extensionUri.fsPath}).`);
 
   return {
-    state: () => ({ phase: run.snapshot.phase, activeAdapter: ctx.activeAdapter, modelPath: run.snapshot.model, lastRun: run.lastRun }),
+    state: () => ({ phase: run.snapshot.phase, error: run.snapshot.error, activeAdapter: ctx.activeAdapter, modelPath: run.snapshot.model, lastRun: run.lastRun }),
     runFineTune: () => run.start(),
     engineComplete: async (prefix, suffix, adapter) => {
       const doc = await vscode.workspace.openTextDocument({ content: prefix + suffix });

@@ -83,14 +83,15 @@ export async function checkPython(python: string, trainerRoot = locateTrainerRoo
 }
 
 /**
- * The first interpreter with PyTorch: the configured one, then $REPOTUNE_PYTHON, then python3 and python on
- * PATH, then /usr/bin/python3 (a system Python with distribution PyTorch, when a virtualenv shadows it).
+ * The configured interpreter when one is set (never silently another: the user chose it, and must hear when it
+ * cannot train); otherwise the first with PyTorch of $REPOTUNE_PYTHON, python3 and python on PATH, and
+ * /usr/bin/python3 (a system Python with distribution PyTorch, when a virtualenv shadows it).
  */
 export async function findPython(
   configured: string | undefined,
   trainerRoot = locateTrainerRoot(),
 ): Promise<{ python: string; selftest: TrainerSelftest }> {
-  const candidates = [configured, process.env.REPOTUNE_PYTHON, "python3", "python", "/usr/bin/python3"]
+  const candidates = (configured?.trim() ? [configured] : [process.env.REPOTUNE_PYTHON, "python3", "python", "/usr/bin/python3"])
     .map((c) => c?.trim())
     .filter((c): c is string => !!c);
   const tried: string[] = [];

@@ -180,11 +180,17 @@ describe("tune, with inputs it cannot use", () => {
     assertFailed(result, events, /cannot train \(no PyTorch and NumPy.*\)\. .*Install PyTorch .*set repotune\.pythonPath/, "repotune.pythonPath");
   });
 
-  test("findPython passes over an interpreter without PyTorch to one that has it", async () => {
+  test("findPython uses a configured interpreter only, and otherwise finds one with PyTorch", async () => {
     const saved = process.env.REPOTUNE_PYTHON;
     process.env.REPOTUNE_PYTHON = python;
     try {
-      const found = await findPython(path.join(dir, "venv", "bin", "python"), trainerRoot);
+      const bare = path.join(dir, "venv", "bin", "python");
+      await assert.rejects(findPython(bare, trainerRoot), (err: Error) => {
+        assert.match(err.message, /found none\. Tried: \S+venv\/bin\/python \(.+\)\. .*set repotune\.pythonPath/);
+        assert.ok(!err.message.includes(python + " ("), "no other interpreter is tried when one is configured");
+        return true;
+      });
+      const found = await findPython(undefined, trainerRoot);
       assert.equal(found.python, python);
       assert.ok(found.selftest.ok && found.selftest.torch !== null && found.selftest.numpy !== null);
     } finally {
