@@ -53,8 +53,9 @@ const PHASE_ICON: Record<RunSnapshot["phase"], string> = {
 const num = (x: number | null, digits = 3) => (x === null ? "–" : x.toFixed(digits));
 const basename = (p: string) => p.split(/[\\/]/).pop() ?? p;
 
-function row(label: string, value: string, id: string): string {
-  return `<div class="row"><span class="label">${esc(label)}</span><span class="value" data-testid="${id}">${esc(value)}</span></div>`;
+function row(label: string, value: string, id: string, title?: string): string {
+  const tip = title ? ` title="${esc(title)}"` : "";
+  return `<div class="row"><span class="label">${esc(label)}</span><span class="value" data-testid="${id}"${tip}>${esc(value)}</span></div>`;
 }
 
 /** The run's state as rows: shared markup, so the view and the panel always agree. */
@@ -79,9 +80,9 @@ export function summaryHtml(s: RunSnapshot): string {
   if (s.tokensPerS !== null) parts.push(row("Tokens/s", Math.round(s.tokensPerS).toLocaleString("en-US"), "tokens-per-s"));
   if (s.valLossBase !== null) parts.push(row("Validation loss, base", num(s.valLossBase), "val-loss-base"));
   if (s.valLoss !== null && s.phase !== "training") parts.push(row("Validation loss, adapter", num(s.valLoss), "val-loss"));
-  if (s.adapterPath) parts.push(row("Adapter", s.adapterPath, "adapter"));
+  if (s.adapterPath) parts.push(row("New adapter", basename(s.adapterPath), "adapter", s.adapterPath));
   if (s.error) parts.push(`<p class="error" role="alert" data-testid="error"><span class="codicon codicon-error" aria-hidden="true"></span> ${esc(s.error)}</p>`);
-  parts.push(row("Active adapter", s.activeAdapter ? basename(s.activeAdapter) : "none (base model only)", "active-adapter"));
+  parts.push(row("Active adapter", s.activeAdapter ? basename(s.activeAdapter) : "none (base model only)", "active-adapter", s.activeAdapter ?? undefined));
   return parts.join("\n");
 }
 

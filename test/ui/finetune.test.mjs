@@ -64,7 +64,7 @@ test("fine-tune from the command palette, follow it in the Run view, accept the 
     // The sidebar is opened first, so the view is there to show the run from its very first phase.
     await repoTuneItem.click();
     const view = page
-      .frameLocator('iframe.webview[src*="extensionId=repotune.repotune"]')
+      .frameLocator('iframe.webview[src*="extensionId=repotune.repotune"][src*="purpose=webviewView"]')
       .frameLocator("iframe#active-frame");
     await view.locator('[data-testid="phase"]', { hasText: "Ready" }).waitFor({ timeout: 30_000 });
     await shot("run-view-ready");
@@ -106,6 +106,20 @@ test("fine-tune from the command palette, follow it in the Run view, accept the 
     assert.match(seen.get("Training").step ?? "", /^\d+ \/ \d+$/, "training showed no step count");
     assert.match(seen.get("Training").loss ?? "", /^\d+\.\d+$/, "training showed no loss");
     assert.match((await textOf(view.locator('[data-testid="active-adapter"]'))) ?? "", /\.gguf$/, "no active adapter after the run");
+
+    // "Show training run" from the view opens the run panel: the same run, with a loss chart.
+    await view.locator('vscode-button[data-command="showRun"]').click();
+    const panel = page
+      .frameLocator('iframe.webview[src*="extensionId=repotune.repotune"]:not([src*="purpose=webviewView"])')
+      .frameLocator("iframe#active-frame");
+    await panel.locator('[data-testid="phase"]', { hasText: "Done" }).waitFor({ timeout: 30_000 });
+    await panel.locator("#chart canvas").waitFor({ timeout: 30_000 });
+    await page.waitForTimeout(500); // the chart draws on the next animation frame
+    await shot("run-panel");
+    for (const id of ["step", "val-loss-base", "val-loss", "active-adapter"]) {
+      assert.equal(await textOf(panel.locator(`[data-testid="${id}"]`)), await textOf(view.locator(`[data-testid="${id}"]`)), `the panel and the view disagree on ${id}`);
+    }
+    await page.keyboard.press("Control+W"); // close the panel; the editor below is where we type
 
     await page.keyboard.press("Control+P");
     await quickInput.locator("input").waitFor();

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
-import { DatasetMeta } from "../../src/core/dataset/write";
+import { DatasetMeta } from "../../src/protocol/dataset";
 import { cliPath, makeGitRepo, python, removeDir, sampleSources, tempDir } from "./support/pipeline";
 
 let dir: string;

@@ -8,7 +8,7 @@ import * as path from "node:path";
 import { tune, resolveSettings, type TuneOptions, type TuneResult } from "../../src/core/tune";
 import { readEvents, readManifest, repoIdFor } from "../../src/core/runStore";
 import { findPython } from "../../src/core/python";
-import { DatasetMeta } from "../../src/core/dataset/write";
+import { DatasetMeta } from "../../src/protocol/dataset";
 import { RunEvent } from "../../src/protocol/run";
 import { enginePath, git, makeGitRepo, python, removeDir, sampleSources, tempDir, tinyModel, trainerRoot, writeFiles } from "./support/pipeline";
 

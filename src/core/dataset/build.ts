@@ -12,7 +12,8 @@ import { fimSpans, fimWindow } from "./fim";
 import { fitExample, pack } from "./pack";
 import { hash32, rng, shuffleInPlace } from "./random";
 import { DEFAULT_VAL_FRACTION, splitFiles, splitOneFile } from "./split";
-import { writeDataset, type DatasetFiles, type DatasetMeta } from "./write";
+import { writeDataset, type DatasetFiles } from "./write";
+import type { DatasetMeta } from "../../protocol/dataset";
 
 /** What the dataset step needs from the engine: the base model's own tokenizer. */
 export interface Tokenizer {

@@ -1,6 +1,6 @@
 // Packs tokenized examples back to back into fixed-length sequences, the layout of train.bin / val.bin.
-
-export const PAD = -1;
+import { PAD } from "../../protocol/dataset";
+export { PAD };
 
 export interface Packed {
   /** n_sequences x seqLen token ids, row-major; PAD fills the tail of the last sequence. */

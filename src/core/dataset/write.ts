@@ -4,24 +4,8 @@ import * as path from "node:path";
 import { endianness } from "node:os";
 import { promises as fs } from "node:fs";
 import { z } from "zod";
-import { DatasetSummary } from "../../protocol/run";
+import { DatasetMeta } from "../../protocol/dataset";
 import { writeFileAtomic, writeJsonAtomic } from "../atomic";
-import { PAD } from "./pack";
-
-export const DatasetMeta = z.object({
-  format: z.literal("repotune-tokens"),
-  version: z.literal(1),
-  seq_len: z.number().int().positive(),
-  dtype: z.literal("int32"),
-  pad: z.literal(PAD),
-  train_sequences: z.number().int().nonnegative(),
-  val_sequences: z.number().int().nonnegative(),
-  vocab_size: z.number().int().positive(),
-  prompt_format: z.string(),
-  model_path: z.string(),
-  summary: DatasetSummary,
-});
-export type DatasetMeta = z.infer<typeof DatasetMeta>;
 
 /** Which files went where: the CLI draws its before/after completions from the validation files. */
 export const DatasetFiles = z.object({ train: z.array(z.string()), val: z.array(z.string()) });
