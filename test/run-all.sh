@@ -57,6 +57,7 @@ done_stage
 
 stage "extension-host tests (code-server)"
 node test/vscode/run.mjs
+node test/vscode/run.mjs --no-folder --tests out/test/vscode/suite/nofolder/index.js
 done_stage
 
 # Packaged before the UI tests, which install the extension from this VSIX as a user would.

@@ -2,8 +2,9 @@
 // code-server driven by headless chromium, with the standard extensionDevelopmentPath / extensionTestsPath
 // payload. Exits with the suite's exit code. See shared/notes/offline-vscode-tests.md.
 //
-//   node test/vscode/run.mjs [--extension DIR] [--tests INDEX.js]
-//   (the options point the harness at another extension and suite, e.g. to check the harness itself)
+//   node test/vscode/run.mjs [--extension DIR] [--tests INDEX.js] [--no-folder]
+//   (the options point the harness at another extension and suite, e.g. to check the harness itself;
+//   --no-folder opens a window without a folder, for what the extension does with nothing to learn from)
 //
 // Desktop VS Code (@vscode/test-electron) cannot be downloaded here. The suite index exports the usual run(), so
 // @vscode/test-electron can load it where a download is possible; that runner is not wired up in this script.
@@ -22,6 +23,7 @@ const { values: opts } = parseArgs({
   options: {
     extension: { type: "string", default: repoRoot },
     tests: { type: "string", default: join(repoRoot, "out", "test", "vscode", "suite", "index.js") },
+    "no-folder": { type: "boolean", default: false },
   },
 });
 const extensionDir = resolve(opts.extension);
@@ -89,7 +91,8 @@ try {
     ["extensionTestsPath", remote(testsIndex)],
     ["skipWelcome", "true"],
   ];
-  const url = `${server.url}/?folder=${encodeURIComponent(workspace)}&payload=${encodeURIComponent(JSON.stringify(payload))}`;
+  const where = opts["no-folder"] ? "ew=true" : `folder=${encodeURIComponent(workspace)}`;
+  const url = `${server.url}/?${where}&payload=${encodeURIComponent(JSON.stringify(payload))}`;
 
   browser = await launchBrowser();
   const page = await browser.newPage();
