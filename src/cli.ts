@@ -324,7 +324,7 @@ async function cmdComplete(file: string, values: Values): Promise<number> {
   if (line === undefined || col === undefined) throw new CliError("repotune complete needs --line L and --col C (1-based).");
   const abs = path.resolve(file);
   const text = await fs.readFile(abs, "utf8").catch(() => {
-    throw new CliError(`Cannot read ${abs}.`);
+    throw new CliError(`Cannot read ${abs}: check the path and pass an existing, readable file to complete.`);
   });
   const lines = text.split("\n");
   if (line > lines.length) throw new CliError(`${file} has ${lines.length} lines; --line ${line} is past its end.`);
@@ -333,7 +333,7 @@ async function cmdComplete(file: string, values: Values): Promise<number> {
   const modelPath = await pickModel(values, python);
   const adapterPath = values.adapter ? path.resolve(values.adapter) : null;
   if (adapterPath) await fs.access(adapterPath).catch(() => {
-    throw new CliError(`The adapter ${adapterPath} does not exist.`);
+    throw new CliError(`The adapter ${adapterPath} does not exist: pass the adapter .gguf that repotune tune printed at its end, or leave --adapter out.`);
   });
   const seqLen = resolveSettings(trainSettings(values)).seqLen;
   const root = await gitRoot(path.dirname(abs));

@@ -57,22 +57,23 @@ export class RunController implements vscode.Disposable {
       void vscode.window.showInformationMessage("RepoTune is already training; stop the current run first.");
       return null;
     }
+    // Claimed before the first await: a second start while the folder is being picked must see this run.
+    const abort = (this.abort = new AbortController());
     this.update(snapshotForNewRun(this._snapshot));
-    const folder = await pickFolder();
-    if (!folder) {
-      this.fail(new UserError("Open a folder first: RepoTune learns from the files of the open workspace (File > Open Folder)."));
-      return null;
-    }
-    if (!vscode.workspace.isTrusted) {
-      this.fail(new UserError("Fine-tuning runs Python and reads every file of the workspace, so it needs a trusted workspace. Trust this folder to fine-tune."));
-      return null;
-    }
-    this.abort = new AbortController();
-    await vscode.commands.executeCommand("setContext", "repotune.training", true);
     try {
+      const folder = await pickFolder();
+      if (!folder) {
+        this.fail(new UserError("Open a folder first: RepoTune learns from the files of the open workspace (File > Open Folder)."));
+        return null;
+      }
+      if (!vscode.workspace.isTrusted) {
+        this.fail(new UserError("Fine-tuning runs Python and reads every file of the workspace, so it needs a trusted workspace. Trust this folder to fine-tune."));
+        return null;
+      }
+      await vscode.commands.executeCommand("setContext", "repotune.training", true);
       const [python, modelPath] = await Promise.all([this.ctx.python(), this.ctx.modelPath()]);
       this.update({ ...this._snapshot, model: modelPath });
-      const result = await this.withProgress(this.abort, () =>
+      const result = await this.withProgress(abort, () =>
         tune({
           folder: folder.uri.fsPath,
           modelPath,
@@ -84,7 +85,7 @@ export class RunController implements vscode.Disposable {
           onEvent: (e) => this.onEvent(e),
           // The pipeline runs its own engine for tokenizing and stops it before training, so the model's memory
           // is free for the trainer; the window's engine keeps serving completions.
-          signal: this.abort!.signal,
+          signal: abort.signal,
         }),
       );
       this._lastRun = result;

@@ -45,20 +45,33 @@ export class EngineHost {
     if (Date.now() < this.retryAt) {
       throw new Error(`The completion engine stopped unexpectedly; restarting in ${Math.ceil((this.retryAt - Date.now()) / 1000)} s.`);
     }
+    // A start still in flight (another model path) finishes first, so its engine is disposed, never orphaned.
+    const prior = this.loading;
     this.loadedPath = modelPath;
-    this.loading = this.start(modelPath);
+    this.loading = this.start(modelPath, prior);
     this.loading.catch(() => {
       if (this.loadedPath === modelPath) this.loading = undefined;
     });
     return this.loading;
   }
 
-  private async start(modelPath: string): Promise<{ client: EngineClient; info: ModelInfo }> {
+  private async start(modelPath: string, prior?: Promise<unknown>): Promise<{ client: EngineClient; info: ModelInfo }> {
+    await prior?.catch(() => undefined);
     this.setState({ kind: "loading", modelPath });
     const previous = this.client;
     this.client = undefined;
     await previous?.dispose().catch(() => undefined);
-    const client = await EngineClient.start({ enginePath: this.opts.enginePath, log: this.opts.log });
+    let client: EngineClient;
+    try {
+      client = await EngineClient.start({ enginePath: this.opts.enginePath, log: this.opts.log });
+    } catch (err) {
+      this.setState({ kind: "failed", modelPath, message: err instanceof Error ? err.message : String(err) });
+      throw err;
+    }
+    if (this.disposed) {
+      await client.dispose().catch(() => undefined);
+      throw new Error("RepoTune is shutting down.");
+    }
     this.client = client;
     client.onExit((code, signal) => {
       if (this.client !== client || this.disposed) return;

@@ -28,6 +28,9 @@ export function trainerEnv(trainerRoot: string): NodeJS.ProcessEnv {
   }
   env.PYTHONPATH = trainerRoot;
   env.PYTHONUNBUFFERED = "1";
+  // `python -m` puts the current directory first on sys.path, and that may be the repository being trained on: a
+  // `json.py` or `torch.py` there would run in place of the real module (Python 3.11+ honours this).
+  env.PYTHONSAFEPATH = "1";
   return env;
 }
 

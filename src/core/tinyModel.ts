@@ -24,7 +24,7 @@ export async function ensureTinyModel(python: string, trainerRoot: string, cache
         (err, _stdout, stderr) => {
           if (!err) return resolve();
           const detail = stderr.trim().split("\n").pop() ?? err.message;
-          reject(new Error(`Generating the tiny model with ${python} failed: ${detail}`));
+          reject(new Error(`Generating the tiny model with ${python} failed: ${detail}. Check that this Python has PyTorch and NumPy (repotune.pythonPath), or set repotune.modelPath to a .gguf model file.`));
         },
       );
     });

@@ -155,7 +155,14 @@ export class Engine {
           "The file may be damaged, or of an architecture this version of llama.cpp does not support: choose another .gguf model.",
       );
     }
-    const info = modelInfo(model, path);
+    let info: ModelInfo;
+    try {
+      info = modelInfo(model, path);
+    } catch (err) {
+      // Not kept as the loaded model, so nothing else would ever free its memory.
+      await model.dispose();
+      throw err;
+    }
     this.loaded = { path, gpu, model, info };
     this.log(`loaded ${path} (${info.arch}, ${info.vocabSize} tokens, gpu ${llama.gpu || "none"}, ${model.gpuLayers} layers on GPU) in ${Date.now() - started} ms`);
     return info;

@@ -4,10 +4,11 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, fork } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EngineClient, EngineError } from "../../src/core/engineClient";
+import { EngineHost } from "../../src/core/engineHost";
 import { promptFormatFor, trainingExample, type PromptFormat } from "../../src/core/promptFormat";
 import type { ModelInfo, Segment } from "../../src/protocol/engine";
 
@@ -333,6 +334,19 @@ describe("engine lifecycle", () => {
     await engine.dispose();
     assert.deepEqual(await exit, [0, null]);
     assert.equal(engine.alive, false);
+  });
+
+  test("an engine host switching models while one is still loading leaves no engine behind", async () => {
+    const other = join(dir, "tiny-llama-copy.gguf");
+    copyFileSync(modelPath, other);
+    const host = new EngineHost({ enginePath, log: (line) => logs.push(line) });
+    const [first, second] = await Promise.all([host.ready(modelPath), host.ready(other)]);
+    assert.equal(first.client.alive, false, "the engine of the superseded model was not stopped");
+    assert.equal(second.client.alive, true);
+    const late = host.ready(modelPath);
+    await host.dispose();
+    await assert.rejects(late, /shutting down/);
+    assert.equal(second.client.alive, false);
   });
 
   test("starting from a missing bundle says how to build it", async () => {

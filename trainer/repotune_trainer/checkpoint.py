@@ -61,7 +61,7 @@ def load_checkpoint(path: str) -> dict:
         raise TrainerError("bad_args", f"The checkpoint {path} could not be read ({e}). Start a new run instead of "
                            "resuming.") from e
     if not isinstance(ck, dict) or ck.get("version") != 1:
-        raise TrainerError("bad_args", f"{path} is not a RepoTune checkpoint.")
+        raise TrainerError("bad_args", f"{path} is not a RepoTune checkpoint. Start a new run instead of resuming.")
     rng = ck.get("rng", {})
     if "torch" in rng:
         torch.set_rng_state(rng["torch"])

@@ -22,7 +22,8 @@ def pick_device(requested: str = "auto") -> str:
         raise TrainerError("bad_args", "--device cuda was requested but PyTorch sees no CUDA GPU. Install a CUDA build "
                            "of PyTorch or use --device auto.")
     if requested == "mps" and not mps_available():
-        raise TrainerError("bad_args", "--device mps was requested but this PyTorch has no Apple MPS support.")
+        raise TrainerError("bad_args", "--device mps was requested but this PyTorch has no Apple MPS support. Use "
+                           "--device auto (the repotune.training.device setting) or cpu.")
     return requested
 
 

@@ -102,7 +102,10 @@ class GGUFReader:
         self.tensors: Dict[str, TensorInfo] = {}
         try:
             self._parse()
-        except (struct.error, IndexError, UnicodeDecodeError) as e:
+        except GGUFError:
+            raise
+        # Nonsense fields (alignment 0, shapes that do not fit the data) fail in numpy or arithmetic, not in struct.
+        except (struct.error, IndexError, UnicodeDecodeError, ValueError, ZeroDivisionError, OverflowError) as e:
             raise GGUFError(f"{path} is truncated or corrupt ({e})") from e
 
     # -- low-level parsing -------------------------------------------------------------------------------------
@@ -267,10 +270,11 @@ class GGUFWriter:
 
     def to_bytes_header(self) -> Tuple[bytes, List[int]]:
         out = bytearray()
-        out += GGUF_MAGIC + struct.pack("<IQQ", GGUF_VERSION, len(self.tensors), len(self.metadata) + (1 if self.alignment != DEFAULT_ALIGNMENT else 0))
         meta = dict(self.metadata)
         if self.alignment != DEFAULT_ALIGNMENT:
             meta["general.alignment"] = u32(self.alignment)
+        # Counted after the merge: a general.alignment already in the metadata must not be counted twice.
+        out += GGUF_MAGIC + struct.pack("<IQQ", GGUF_VERSION, len(self.tensors), len(meta))
         for key, tv in meta.items():
             self._encode_value(out, STRING, key)
             out += struct.pack("<I", tv.vtype)

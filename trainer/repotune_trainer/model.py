@@ -349,8 +349,10 @@ def open_model(path: str) -> GGUFReader:
     """Open a GGUF as a bad_model TrainerError on failure, with what to do about it."""
     try:
         return GGUFReader(path)
-    except FileNotFoundError:
-        raise TrainerError("bad_model", f"The model file {path} does not exist. Check the repotune.modelPath setting.")
     except GGUFError as e:
+        # The reader wraps every OSError (a missing file included) in GGUFError.
+        if isinstance(e.__cause__, FileNotFoundError):
+            raise TrainerError("bad_model", f"The model file {path} does not exist. Check the repotune.modelPath "
+                               "setting.") from e
         raise TrainerError("bad_model", f"The model file could not be read: {e}. Download the GGUF again or pick "
                            "another model.") from e
