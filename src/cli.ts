@@ -3,17 +3,17 @@ import { parseArgs } from "node:util";
 import { promises as fs } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { execFile } from "node:child_process";
-import { promisify } from "node:util";
 import { EngineClient } from "./core/engineClient";
+import { gitText } from "./core/git";
+import { repoName } from "./core/repoName";
 import { promptFormatFor, type PromptFormat } from "./core/promptFormat";
-import { cleanCompletion } from "./core/completionText";
+import { cleanCompletion, isMidLine } from "./core/completionText";
 import { messageOf } from "./core/errors";
 import { findPython, locateTrainerRoot } from "./core/python";
 import { ensureTinyModel } from "./core/tinyModel";
 import { tune, resolveSettings, checkGguf, DEFAULT_TRAIN_SETTINGS, type TrainSettings, type TuneResult } from "./core/tune";
 import { buildDataset, describeSkipped } from "./core/dataset/build";
-import { cursorWindow } from "./core/dataset/fim";
+import { completionWindow } from "./core/completionWindow";
 import { hash32 } from "./core/dataset/random";
 import { readDatasetFiles } from "./core/dataset/write";
 import { newRunId, repoIdFor } from "./core/runStore";
@@ -210,10 +210,10 @@ async function printSummary(result: TuneResult, folder: string, modelPath: strin
       return;
     }
     console.log(`\nline completions at ${samples.length} places in held-out files (greedy; each line removed, then asked for; expected = the line as written):`);
-    const repoName = path.basename(await fs.realpath(folder));
+    const repo = await repoName(folder);
     for (const [i, s] of samples.entries()) {
-      const window = await promptWindow(engine, s.text, s.offset, seqLen, s.file, repoName);
-      const ask = (adapterPath: string | null) => completeAt(engine, format, window, s.file, repoName, adapterPath);
+      const window = await completionWindow(engine, s.text, s.offset, seqLen, s.file, repo);
+      const ask = (adapterPath: string | null) => completeAt(engine, format, window, s.file, repo, adapterPath);
       const [base, adapted] = [await ask(null), await ask(result.adapterPath)];
       const lineText = s.text.slice(s.text.lastIndexOf("\n", s.offset - 1) + 1, s.offset);
       console.log(`\n[${i + 1}] ${s.file}:${s.line}:${s.col}   ${lineText.trim()}▌`);
@@ -258,24 +258,13 @@ async function pickSamples(folder: string, valFiles: string[]): Promise<Sample[]
   return out;
 }
 
-/** Prefix and suffix sized as in training: about seqLen tokens of this model in all. */
-async function promptWindow(engine: EngineClient, text: string, offset: number, seqLen: number, file: string, repoName: string) {
-  const sample = text.slice(Math.max(0, offset - 8192), offset + 8192);
-  const [tokens] = await engine.tokenize([[{ text: sample, special: false }]]);
-  const charsPerToken = tokens.length > 0 ? sample.length / tokens.length : 1;
-  const windowChars = Math.max(32, Math.floor(seqLen * 0.75 * charsPerToken) - file.length - repoName.length);
-  return cursorWindow(text, offset, windowChars);
-}
-
 async function completeAt(
   engine: EngineClient, format: PromptFormat, window: { prefix: string; suffix: string }, file: string, repoName: string,
   adapterPath: string | null, maxTokens = 48,
 ): Promise<string> {
   const prompt = format.fim({ ...window, filePath: file, repoName });
   const r = await engine.complete({ prompt, adapterPath, maxTokens, stop: format.stopStrings });
-  const lineBefore = window.prefix.slice(window.prefix.lastIndexOf("\n") + 1);
-  const lineAfter = window.suffix.split("\n", 1)[0];
-  return cleanCompletion(r.text, { suffix: window.suffix, singleLine: (lineBefore + lineAfter).trim().length > 0 });
+  return cleanCompletion(r.text, { suffix: window.suffix, singleLine: isMidLine(window.prefix, window.suffix) });
 }
 
 function sideBySide(columns: [string, string][]): string {
@@ -338,13 +327,13 @@ async function cmdComplete(file: string, values: Values): Promise<number> {
   const seqLen = resolveSettings(trainSettings(values)).seqLen;
   const root = await gitRoot(path.dirname(abs));
   const rel = path.relative(root, abs).split(path.sep).join("/");
-  const repoName = path.basename(root);
+  const repo = await repoName(root);
   const engine = await EngineClient.start({ enginePath, log: () => undefined });
   try {
     const info: ModelInfo = await engine.load(modelPath);
     const format = promptFormatFor(info);
-    const window = await promptWindow(engine, text, offset, seqLen, rel, repoName);
-    const out = await completeAt(engine, format, window, rel, repoName, adapterPath, positiveInt(values["max-tokens"], "--max-tokens") ?? 48);
+    const window = await completionWindow(engine, text, offset, seqLen, rel, repo);
+    const out = await completeAt(engine, format, window, rel, repo, adapterPath, positiveInt(values["max-tokens"], "--max-tokens") ?? 48);
     process.stdout.write(out + "\n");
   } finally {
     await engine.dispose();
@@ -409,12 +398,7 @@ function defaultCacheDir(): string {
 }
 
 async function gitRoot(dir: string): Promise<string> {
-  try {
-    const { stdout } = await promisify(execFile)("git", ["rev-parse", "--show-toplevel"], { cwd: dir });
-    return stdout.trim() || dir;
-  } catch {
-    return dir;
-  }
+  return (await gitText(dir, ["rev-parse", "--show-toplevel"])) || dir;
 }
 
 function seconds(ms: number): string {

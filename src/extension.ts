@@ -15,9 +15,12 @@ export interface RepoTuneApi {
   engineComplete(prefix: string, suffix: string, adapter: "active" | "none"): Promise<string>;
 }
 
+/** The window's run controller, for deactivate(). */
+let controller: RunController | undefined;
+
 export function activate(context: vscode.ExtensionContext): RepoTuneApi {
   const ctx = new Ctx(context);
-  const run = new RunController(ctx);
+  const run = (controller = new RunController(ctx));
   const completions = new CompletionProvider(ctx);
   context.subscriptions.push(
     ctx,
@@ -40,4 +43,7 @@ export function activate(context: vscode.ExtensionContext): RepoTuneApi {
   };
 }
 
-export function deactivate(): void {}
+/** VS Code waits for this promise on shutdown (a few seconds): long enough for the trainer's stop checkpoint. */
+export async function deactivate(): Promise<void> {
+  await controller?.shutdown(4_000);
+}

@@ -11,6 +11,7 @@ export class RunController implements vscode.Disposable {
   private _snapshot: RunSnapshot;
   private abort: AbortController | undefined;
   private _lastRun: TuneResult | null = null;
+  private pipeline: Promise<TuneResult> | undefined;
   private readonly changed = new vscode.EventEmitter<RunSnapshot>();
   readonly onDidChange = this.changed.event;
 
@@ -73,8 +74,7 @@ export class RunController implements vscode.Disposable {
       await vscode.commands.executeCommand("setContext", "repotune.training", true);
       const [python, modelPath] = await Promise.all([this.ctx.python(), this.ctx.modelPath()]);
       this.update({ ...this._snapshot, model: modelPath });
-      const result = await this.withProgress(abort, () =>
-        tune({
+      const result = await this.withProgress(abort, () => this.pipeline = tune({
           folder: folder.uri.fsPath,
           modelPath,
           python,
@@ -86,8 +86,7 @@ export class RunController implements vscode.Disposable {
           // The pipeline runs its own engine for tokenizing and stops it before training, so the model's memory
           // is free for the trainer; the window's engine keeps serving completions.
           signal: abort.signal,
-        }),
-      );
+        }));
       this._lastRun = result;
       await this.finish(result);
       return result;
@@ -129,8 +128,17 @@ export class RunController implements vscode.Disposable {
     );
   }
 
+  /**
+   * Closing the window stops training cleanly: the trainer gets SIGINT, finishes its step and checkpoints, and is
+   * awaited (up to `graceMs`) so that no orphan holds the GPU and the run can be resumed.
+   */
+  async shutdown(graceMs: number): Promise<void> {
+    if (!this.abort) return;
+    this.abort.abort();
+    await Promise.race([this.pipeline?.catch(() => undefined), new Promise((r) => setTimeout(r, graceMs))]);
+  }
+
   dispose(): void {
-    // Closing the window stops training cleanly: the trainer checkpoints on SIGINT, no orphan holds the GPU.
     this.abort?.abort();
     this.changed.dispose();
   }

@@ -1,12 +1,12 @@
 // Inline completions from the base model plus the workspace's active adapter, through the engine process.
 import * as vscode from "vscode";
 import * as path from "node:path";
-import { promises as fs } from "node:fs";
 import type { Ctx } from "../ctx";
 import { promptFormatFor } from "../core/promptFormat";
 import { messageOf } from "../core/errors";
-import { cleanCompletion } from "../core/completionText";
-import { cursorWindow } from "../core/dataset/fim";
+import { cleanCompletion, isMidLine } from "../core/completionText";
+import { completionWindow } from "../core/completionWindow";
+import { repoName } from "../core/repoName";
 
 const DEBOUNCE_MS = 120;
 
@@ -39,25 +39,22 @@ export class CompletionProvider implements vscode.InlineCompletionItemProvider {
     } catch {
       return undefined; // no model configured: the status bar and the Run view say so
     }
-    // The window is cut the way training windows are (line-aligned, same prefix/suffix share), and about as long
-    // as a training sequence holds, so the adapter sees prompts shaped like those it learned from.
-    const windowChars = 2 * (this.ctx.config.training.seqLen ?? 256);
-    const { prefix, suffix } = cursorWindow(doc.getText(), doc.offsetAt(pos), windowChars);
     const folder = vscode.workspace.getWorkspaceFolder(doc.uri);
     const filePath = folder ? path.relative(folder.uri.fsPath, doc.uri.fsPath).split(path.sep).join("/") : path.basename(doc.uri.fsPath);
-    const midLine = doc.lineAt(pos.line).text.slice(pos.character).trim().length > 0 || doc.lineAt(pos.line).text.slice(0, pos.character).trim().length > 0;
 
     const abort = new AbortController();
     const sub = token?.onCancellationRequested(() => abort.abort());
     try {
       const { client, info } = await this.ctx.engine.ready(modelPath);
       const format = promptFormatFor(info);
-      const prompt = format.fim({ prefix, suffix, filePath, repoName: folder ? await repoName(folder.uri.fsPath) : undefined });
+      const repo = folder ? await repoName(folder.uri.fsPath) : "";
+      const { prefix, suffix } = await completionWindow(client, doc.getText(), doc.offsetAt(pos), this.ctx.config.training.seqLen ?? 256, filePath, repo);
+      const prompt = format.fim({ prefix, suffix, filePath, repoName: folder ? repo : undefined });
       const result = await client.complete(
         { prompt, adapterPath, maxTokens: this.ctx.config.maxTokens, stop: format.stopStrings },
         abort.signal,
       );
-      return cleanCompletion(result.text, { suffix, singleLine: midLine }) || undefined;
+      return cleanCompletion(result.text, { suffix, singleLine: isMidLine(prefix, suffix) }) || undefined;
     } catch (err) {
       if (!abort.signal.aborted) this.ctx.log.warn(`completion: ${messageOf(err)}`);
       return undefined;
@@ -65,9 +62,4 @@ export class CompletionProvider implements vscode.InlineCompletionItemProvider {
       sub?.dispose();
     }
   }
-}
-
-/** The repository name in prompt headers: the folder's real name, as the dataset step writes it. */
-async function repoName(folder: string): Promise<string> {
-  return path.basename(await fs.realpath(folder).catch(() => folder));
 }

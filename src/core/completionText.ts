@@ -7,6 +7,13 @@ export interface CleanOptions {
   singleLine: boolean;
 }
 
+/** A cursor on a line that has code on it gets a single-line completion; on an empty line a block may follow. */
+export function isMidLine(prefix: string, suffix: string): boolean {
+  const lineBefore = prefix.slice(prefix.lastIndexOf("\n") + 1);
+  const lineAfter = suffix.split("\n", 1)[0];
+  return (lineBefore + lineAfter).trim().length > 0;
+}
+
 export function cleanCompletion(raw: string, opts: CleanOptions): string {
   let text = raw;
   if (opts.singleLine) {

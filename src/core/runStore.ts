@@ -3,14 +3,12 @@
 // by path, so a retrained adapter must get a new one).
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, appendFileSync, promises as fs } from "node:fs";
-import { execFile } from "node:child_process";
 import * as path from "node:path";
-import { promisify } from "node:util";
 import { z } from "zod";
 import { DatasetSummary, RunEvent } from "../protocol/run";
 import { writeJsonAtomic } from "./atomic";
+import { gitText } from "./git";
 
-const execFileAsync = promisify(execFile);
 
 /** Identifies a workspace folder: the same folder, however reached (symlinks, relative paths), gets the same id. */
 export async function repoIdFor(folder: string): Promise<string> {
@@ -139,11 +137,6 @@ export async function fileIdentity(file: string): Promise<{ path: string; size: 
 
 /** HEAD's commit when `folder` is in a git work tree, else null. */
 export async function gitCommit(folder: string): Promise<string | null> {
-  try {
-    const { stdout } = await execFileAsync("git", ["rev-parse", "--verify", "HEAD"], { cwd: folder, windowsHide: true });
-    const sha = stdout.trim();
-    return /^[0-9a-f]{40,64}$/.test(sha) ? sha : null;
-  } catch {
-    return null;
-  }
+  const sha = await gitText(folder, ["rev-parse", "--verify", "HEAD"]);
+  return sha !== null && /^[0-9a-f]{40,64}$/.test(sha) ? sha : null;
 }

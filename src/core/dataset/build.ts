@@ -1,14 +1,14 @@
 // The dataset step: folder -> usable text files -> FIM examples (through the prompt-format module only) ->
 // tokens (the model's own tokenizer, in the engine) -> packed train/val sequences on disk.
 import * as path from "node:path";
-import { promises as fs } from "node:fs";
 import type { ModelInfo, Segment } from "../../protocol/engine";
 import type { DatasetSummary } from "../../protocol/run";
 import { trainingExample, type PromptFormat } from "../promptFormat";
 import { UserError } from "../errors";
+import { repoName } from "../repoName";
 import { listFiles } from "./discover";
 import { DEFAULT_MAX_FILE_BYTES, readSourceFile } from "./sourceFile";
-import { fimSpans, fimWindow } from "./fim";
+import { fimSpans, fimWindow, windowCharsFor, WINDOW_FILL } from "./fim";
 import { fitExample, pack } from "./pack";
 import { hash32, rng, shuffleInPlace } from "./random";
 import { DEFAULT_VAL_FRACTION, splitFiles, splitOneFile } from "./split";
@@ -50,8 +50,6 @@ export interface SourceText {
   text: string;
 }
 
-/** Share of seqLen the context window aims at; the rest is slack for tokenizers that are denser than sampled. */
-const WINDOW_FILL = 0.9;
 const MAX_EXAMPLES_PER_FILE = 256;
 const TOKENIZE_BATCH_CHARS = 512 * 1024;
 const TOKENIZE_BATCH_ITEMS = 512;
@@ -83,16 +81,16 @@ export async function buildDataset(opts: BuildDatasetOptions): Promise<BuiltData
   }
   checkAborted(opts.signal);
 
-  const repoName = path.basename(await fs.realpath(opts.folder).catch(() => path.resolve(opts.folder)));
+  const repo = await repoName(opts.folder);
   const charsPerToken = await sampleCharsPerToken(opts.tokenizer, usable);
   log(`Read ${usable.length} files; about ${charsPerToken.toFixed(2)} characters per token.`);
 
   const examples: Example[] = [];
-  for (const file of usable) examples.push(...fileExamples(file, repoName, opts, charsPerToken));
+  for (const file of usable) examples.push(...fileExamples(file, repo, opts, charsPerToken));
   log(`Tokenizing ${examples.length} examples.`);
   const tokenizer = withBos(opts.tokenizer, opts.model);
   await tokenizeAll(tokenizer, examples, opts.signal);
-  const truncatedExamples = await fitAll(tokenizer, examples, repoName, opts);
+  const truncatedExamples = await fitAll(tokenizer, examples, repo, opts);
 
   const { trainExamples, valExamples, files } = splitExamples(usable, examples, opts.valFraction ?? DEFAULT_VAL_FRACTION);
   // Training order is shuffled so that a sequence mixes files; validation keeps file order, which is stable.
@@ -182,13 +180,8 @@ async function sampleCharsPerToken(tokenizer: Tokenizer, files: SourceText[]): P
   return tokens > 0 ? chars / tokens : 1;
 }
 
-function headerChars(file: SourceText, repoName: string): number {
-  // Headers and the FIM special tokens; generous, since the window is in characters and they are not code.
-  return file.path.length + repoName.length + 16;
-}
-
 function fileExamples(file: SourceText, repoName: string, opts: BuildDatasetOptions, charsPerToken: number): Example[] {
-  const windowChars = Math.max(32, Math.floor(opts.seqLen * WINDOW_FILL * charsPerToken) - headerChars(file, repoName));
+  const windowChars = windowCharsFor(opts.seqLen, charsPerToken, file.path, repoName);
   const count = Math.min(MAX_EXAMPLES_PER_FILE, Math.max(2, Math.ceil((2 * file.text.length) / windowChars)));
   const spans = fimSpans(file.text, count, windowChars, rng(hash32(`repotune-fim:${opts.seed}:${file.path}`)));
   return spans.map((s) => ({

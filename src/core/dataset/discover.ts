@@ -1,12 +1,10 @@
 // Which files of a folder RepoTune may learn from: what git would commit (tracked, plus untracked files that are
 // not ignored), or, outside git, a walk that honours every .gitignore on the way down.
-import { execFile } from "node:child_process";
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
-import { promisify } from "node:util";
 import ignore, { type Ignore } from "ignore";
+import { gitBytes, gitText } from "../git";
 
-const execFileAsync = promisify(execFile);
 
 export interface Listing {
   /** Paths relative to the folder, with "/" separators, sorted. */
@@ -28,14 +26,11 @@ export async function listFiles(folder: string): Promise<Listing> {
 
 /** The files git sees in `folder`, or null when the folder is not in a git work tree (or git is missing). */
 async function gitListFiles(folder: string): Promise<string[] | null> {
-  const git = (args: string[]) =>
-    execFileAsync("git", args, { cwd: folder, maxBuffer: 1 << 30, encoding: "buffer", windowsHide: true });
   try {
-    const inside = await git(["rev-parse", "--is-inside-work-tree"]);
-    if (inside.stdout.toString().trim() !== "true") return null;
+    if ((await gitText(folder, ["rev-parse", "--is-inside-work-tree"])) !== "true") return null;
     // -z keeps file names byte-exact (no quoting of unusual characters); paths come relative to `folder`.
-    const out = await git(["ls-files", "--cached", "--others", "--exclude-standard", "-z"]);
-    const paths = new Set(out.stdout.toString("utf8").split("\0").filter((p) => p.length > 0));
+    const out = await gitBytes(folder, ["ls-files", "--cached", "--others", "--exclude-standard", "-z"]);
+    const paths = new Set(out.toString("utf8").split("\0").filter((p) => p.length > 0));
     return [...paths].sort();
   } catch {
     return null;

@@ -13,6 +13,20 @@ export interface FimSpan {
   openEnd: boolean;
 }
 
+/** Share of a training sequence the text of an example may fill; the rest is headroom for the estimate's error. */
+export const WINDOW_FILL = 0.9;
+
+/**
+ * How many characters of code around a cursor (prefix + middle + suffix) fit in `seqLen` tokens, given the
+ * model's characters per token for this code, after the prompt's file and repository headers. Training examples and
+ * completion prompts are both sized here, so a prompt is as long as the examples the adapter learned from.
+ */
+export function windowCharsFor(seqLen: number, charsPerToken: number, filePath: string, repoName: string): number {
+  // Headers and the FIM special tokens; generous, since the window is in characters and they are not code.
+  const headerChars = filePath.length + repoName.length + 16;
+  return Math.max(32, Math.floor(seqLen * WINDOW_FILL * charsPerToken) - headerChars);
+}
+
 /** Share of the window the prefix gets when both sides have more text than fits: code above the cursor says more. */
 const PREFIX_SHARE = 0.6;
 
