@@ -21,7 +21,7 @@ const PASSED_ENV = [
 const PASSED_ENV_PREFIXES = ["PYTORCH_", "CUDA_", "NCCL_"];
 
 /** The minimal environment every trainer process runs with; PYTHONPATH is the trainer package only. */
-export function trainerEnv(trainerRoot: string): NodeJS.ProcessEnv {
+function trainerEnv(trainerRoot: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [key, value] of Object.entries(process.env)) {
     if (value !== undefined && (PASSED_ENV.includes(key) || PASSED_ENV_PREFIXES.some((p) => key.startsWith(p)))) env[key] = value;
@@ -32,6 +32,16 @@ export function trainerEnv(trainerRoot: string): NodeJS.ProcessEnv {
   // `json.py` or `torch.py` there would run in place of the real module (Python 3.11+ honours this).
   env.PYTHONSAFEPATH = "1";
   return env;
+}
+
+/**
+ * How every trainer process starts: in the trainer folder, so that no file of the repository being trained on can
+ * shadow a module (`python -m` puts the working directory first on sys.path; PYTHONSAFEPATH covers this only on
+ * Python 3.11+), with the minimal environment, and with a relative interpreter path made absolute to stay valid.
+ */
+export function trainerSpawn(python: string, trainerRoot: string): { command: string; cwd: string; env: NodeJS.ProcessEnv } {
+  const command = /[\\/]/.test(python) ? path.resolve(python) : python;
+  return { command, cwd: trainerRoot, env: trainerEnv(trainerRoot) };
 }
 
 /** The trainer folder next to the bundle (dist/ or out/test/unit/), found by walking up from this file. */
@@ -46,11 +56,12 @@ export function locateTrainerRoot(from = __dirname): string {
 type Probe = { ok: true; selftest: TrainerSelftest } | { ok: false; reason: string };
 
 async function probe(python: string, trainerRoot: string): Promise<Probe> {
+  const { command, cwd, env } = trainerSpawn(python, trainerRoot);
   return new Promise((resolve) => {
     execFile(
-      python,
+      command,
       ["-m", "repotune_trainer", "selftest"],
-      { env: trainerEnv(trainerRoot), timeout: 120_000, windowsHide: true, maxBuffer: 1 << 20 },
+      { cwd, env, timeout: 120_000, windowsHide: true, maxBuffer: 1 << 20 },
       (err, stdout, stderr) => {
         const code = (err as NodeJS.ErrnoException | null)?.code;
         if (code === "ENOENT") return resolve({ ok: false, reason: "not found" });

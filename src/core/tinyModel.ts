@@ -4,7 +4,7 @@ import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
-import { trainerEnv } from "./python";
+import { trainerSpawn } from "./python";
 
 const ARCH = "llama";
 const SEED = 0;
@@ -15,12 +15,13 @@ export async function ensureTinyModel(python: string, trainerRoot: string, cache
   await fs.mkdir(cacheDir, { recursive: true });
   // Generated under a temporary name and renamed: two windows generating at once both end with a whole file.
   const tmp = path.join(cacheDir, `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
+  const { command, cwd, env } = trainerSpawn(python, trainerRoot);
   try {
     await new Promise<void>((resolve, reject) => {
       execFile(
-        python,
-        ["-m", "repotune_trainer", "tiny-model", "--arch", ARCH, "--seed", String(SEED), "--out", tmp],
-        { env: trainerEnv(trainerRoot), timeout: 120_000, windowsHide: true },
+        command,
+        ["-m", "repotune_trainer", "tiny-model", "--arch", ARCH, "--seed", String(SEED), "--out", path.resolve(tmp)],
+        { cwd, env, timeout: 120_000, windowsHide: true },
         (err, _stdout, stderr) => {
           if (!err) return resolve();
           const detail = stderr.trim().split("\n").pop() ?? err.message;

@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import * as readline from "node:readline";
 import { parseTrainerLine, type TrainerEvent } from "../protocol/trainer";
-import { trainerEnv } from "./python";
+import { trainerSpawn } from "./python";
 
 export interface TrainerProcessOptions {
   python: string;
@@ -45,8 +45,10 @@ export function runTrainer(opts: TrainerProcessOptions): Promise<TrainerExit> {
     if (opts.signal?.aborted) return resolve({ ...result, aborted: true });
 
     // Own process group: a Ctrl-C in the terminal reaches only the CLI, which then stops the trainer once, itself.
-    const child = spawn(opts.python, ["-m", "repotune_trainer", ...opts.args], {
-      env: trainerEnv(opts.trainerRoot),
+    const { command, cwd, env } = trainerSpawn(opts.python, opts.trainerRoot);
+    const child = spawn(command, ["-m", "repotune_trainer", ...opts.args], {
+      cwd,
+      env,
       stdio: ["ignore", "pipe", "pipe"],
       detached: process.platform !== "win32",
       windowsHide: true,

@@ -2,6 +2,7 @@
 // -> trainer process -> adapter + manifest in a new run folder. Every step is reported as a RunEvent, to the
 // caller and to the run's events.jsonl. User errors end the run as "failed" with a message that says what to do.
 import { promises as fs, appendFileSync } from "node:fs";
+import * as path from "node:path";
 import type { RunEvent } from "../protocol/run";
 import type { DatasetSummary } from "../protocol/run";
 import type { TrainerEvent } from "../protocol/trainer";
@@ -287,7 +288,7 @@ class Pipeline {
 function trainerArgs(modelPath: string, run: RunPaths, s: TrainSettings): string[] {
   return [
     "train",
-    "--model", modelPath,
+    "--model", path.resolve(modelPath),
     "--data", run.dataDir,
     "--out", run.runDir,
     "--adapter-out", run.adapterPath,

@@ -199,6 +199,20 @@ describe("tune, with inputs it cannot use", () => {
     }
   });
 
+  test("files of the folder RepoTune runs from cannot shadow the trainer's modules", async () => {
+    const hostile = path.join(dir, "hostile");
+    mkdirSync(hostile, { recursive: true });
+    for (const m of ["json", "numpy", "torch"]) writeFileSync(path.join(hostile, `${m}.py`), "raise SystemExit('shadowed')\n");
+    const cwd = process.cwd();
+    process.chdir(hostile);
+    try {
+      const found = await findPython(python, trainerRoot);
+      assert.ok(found.selftest.ok, "the selftest ran the workspace's numpy.py/torch.py instead of the real modules");
+    } finally {
+      process.chdir(cwd);
+    }
+  });
+
   test("invalid settings", async () => {
     const { result, events } = await run({ settings: { steps: 0 } });
     assertFailed(result, events, /training settings are invalid \(steps/);
