@@ -55,9 +55,13 @@ need test/parity/parity.test.mjs "the parity test"
 node test/parity/parity.test.mjs
 done_stage
 
-stage "extension-host tests (code-server)"
-node test/vscode/run.mjs
-node test/vscode/run.mjs --no-folder --tests out/test/vscode/suite/nofolder/index.js
+# code-server here and in CI; desktop VS Code (@vscode/test-electron) where it can be downloaded.
+RUNNER=${REPOTUNE_VSCODE_RUNNER:-code-server}
+stage "extension-host tests ($RUNNER)"
+VSCODE_RUN=test/vscode/run.mjs
+[ "$RUNNER" = electron ] && VSCODE_RUN=test/vscode/run-electron.mjs
+node "$VSCODE_RUN"
+node "$VSCODE_RUN" --no-folder --tests out/test/vscode/suite/nofolder/index.js
 done_stage
 
 # Packaged before the UI tests, which install the extension from this VSIX as a user would.
