@@ -2,7 +2,8 @@
 
 A `PackedWeight` holds the tensors of one GGUF weight in the smallest form PyTorch can compute from:
 F32/F16/BF16 as a plain tensor of that dtype, Q8_0 as its per-block f16 scales plus int8 values (34 bytes per 32
-weights, as in the file). `dequantize` rebuilds the full-precision matrix; the model calls it inside a custom
+weights, as in the file), Q4_0 as scales plus packed nibbles, and the K-quants Q4_K/Q5_K/Q6_K (what Q4_K_M files
+hold) as their super-block fields (kquants.py), byte for byte as in the file. `dequantize` rebuilds the full-precision matrix; the model calls it inside a custom
 autograd function so the dequantized copy never outlives one matmul (see model.py).
 """
 from __future__ import annotations
@@ -13,13 +14,16 @@ from typing import List, Tuple
 import numpy as np
 import torch
 
+from . import kquants
 from .gguf import GGML_TYPE_IDS, TensorInfo, type_name
 
 F32, F16, Q8_0, BF16 = GGML_TYPE_IDS["F32"], GGML_TYPE_IDS["F16"], GGML_TYPE_IDS["Q8_0"], GGML_TYPE_IDS["BF16"]
 Q4_0 = GGML_TYPE_IDS["Q4_0"]
 QK8_0 = 32
 QK4_0 = 32
-SUPPORTED_TYPES = (F32, F16, BF16, Q8_0, Q4_0)
+Q4_K, Q5_K, Q6_K = GGML_TYPE_IDS["Q4_K"], GGML_TYPE_IDS["Q5_K"], GGML_TYPE_IDS["Q6_K"]
+K_QUANTS = {Q4_K: "Q4_K", Q5_K: "Q5_K", Q6_K: "Q6_K"}
+SUPPORTED_TYPES = (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)
 
 
 class UnsupportedQuantError(ValueError):
@@ -66,9 +70,12 @@ def pack(info: TensorInfo) -> PackedWeight:
         d = np.ascontiguousarray(blocks[..., :2]).view(np.float16)[..., 0]
         qs = np.ascontiguousarray(blocks[..., 2:])
         return PackedWeight(t, shape, [torch.from_numpy(d.copy()), torch.from_numpy(qs.copy())])
+    if t in K_QUANTS:
+        return PackedWeight(t, shape, kquants.unpack(K_QUANTS[t], shape, info.data))
     raise UnsupportedQuantError(
         f"tensor {info.name} is stored as {info.type_name}, which the trainer cannot read yet "
-        f"(supported: {', '.join(type_name(x) for x in SUPPORTED_TYPES)}). Use a Q8_0, F16, BF16 or F32 GGUF of the model.")
+        f"(supported: {', '.join(type_name(x) for x in SUPPORTED_TYPES)}). Use a Q4_K_M, Q8_0, F16, BF16 or F32 GGUF of "
+        "the model.")
 
 
 def dequantize(ggml_type: int, shape: Tuple[int, ...], parts: List[torch.Tensor], dtype=torch.float32) -> torch.Tensor:
@@ -83,6 +90,8 @@ def dequantize(ggml_type: int, shape: Tuple[int, ...], parts: List[torch.Tensor]
         q = qs.to(torch.int16)
         vals = torch.cat([q & 0x0F, q >> 4], dim=-1) - 8
         return (vals.to(dtype) * d.to(dtype).unsqueeze(-1)).reshape(shape)
+    if ggml_type in K_QUANTS:
+        return kquants.dequantize(K_QUANTS[ggml_type], shape, parts, dtype)
     raise UnsupportedQuantError(f"cannot dequantize {type_name(ggml_type)}")
 
 
