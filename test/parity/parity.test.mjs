@@ -18,6 +18,9 @@ const N_PREDICT = 64;
 // Tolerances on the max abs difference of next-token probabilities. F32 is the real check (the model code must be
 // llama.cpp's); F16 and Q8_0 differ by design because llama.cpp's CPU matmuls round activations to the weight
 // type (Q8_0 even quantizes them), so their bounds are measured values with headroom, to catch regressions.
+// starcoder2's F32 rows sit near 2e-4 rather than 1e-6: ggml's CPU GELU reads an F16 table at F16-rounded inputs
+// (ggml_vec_gelu_f32 with GGML_GELU_FP16), where PyTorch computes the exact tanh form; emulating that table in PyTorch
+// brought the row to 1.3e-5, so the remainder is that rounding, not a graph difference.
 const TOLERANCE = { f32: 1e-3, f16: 3e-3, q8_0: 3e-2 };
 const LINE = 'const greeting = "zebra-quartz-42";\n';
 
@@ -102,7 +105,7 @@ function writeDataset(model, folder, seqLen) {
 const started = Date.now();
 try {
   const llama = await getLlama({ gpu: false, logLevel: "error" });
-  for (const arch of ["llama", "qwen2"]) {
+  for (const arch of ["llama", "qwen2", "starcoder2"]) {
     for (const dtype of ["f32", "f16", "q8_0"]) {
       const modelPath = join(work, `${arch}-${dtype}.gguf`);
       trainer(["tiny-model", "--arch", arch, "--dtype", dtype, "--out", modelPath]);

@@ -29,7 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=3e-3)
     t.add_argument("--rank", type=int, default=16)
     t.add_argument("--alpha", type=float, default=None, help="LoRA alpha (default: 2 x rank)")
-    t.add_argument("--batch", type=int, default=8, help="sequences per step")
+    t.add_argument("--batch", type=int, default=8, help="sequences per forward pass (micro-batch)")
+    t.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step: a step trains on batch x "
+                   "grad-accum sequences with the memory of one micro-batch (default 1)")
+    t.add_argument("--patience", type=int, default=4, help="stop early when the validation loss has not improved "
+                   "for this many evaluations in a row; 0 = never (default 4)")
     t.add_argument("--warmup", type=int, default=None, help="warm-up steps (default: 5%% of steps, at most 50)")
     t.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (default: steps / 8)")
     t.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints (default: steps / 4)")
@@ -41,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--max-eval-sequences", type=int, default=256, help="cap on validation sequences per evaluation")
 
     m = sub.add_parser("tiny-model", help="write a tiny deterministic GGUF model for tests")
-    m.add_argument("--arch", choices=["llama", "qwen2"], default="llama")
+    m.add_argument("--arch", choices=["llama", "qwen2", "starcoder2"], default="llama")
     m.add_argument("--out", required=True)
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--dtype", choices=["f32", "f16", "q8_0"], default="f32")

@@ -1,8 +1,11 @@
-"""llama and qwen2 forward passes in PyTorch, computed directly on GGUF-layout weights with LoRA adapters.
+"""llama, qwen2 and starcoder2 forward passes in PyTorch, computed directly on GGUF-layout weights with LoRA adapters.
 
 The conventions are llama.cpp's, because llama.cpp serves what we train (test/parity checks the numbers):
 - a GGUF matrix with ne = [n_in, n_out] is a (n_out, n_in) array and y = x @ W.T;
 - llama uses NORM RoPE (adjacent pairs; the converter permuted Q/K for it), qwen2 NEOX RoPE (halves) and Q/K/V biases;
+- starcoder2 (llama.cpp's src/models/starcoder2.cpp): LayerNorm with weight and bias (eps from
+  `starcoder2.attention.layer_norm_epsilon`) before attention, before the FFN and at the output; NEOX RoPE; biases on
+  Q, K, V, attention output, ffn_up and ffn_down; an ungated FFN down(gelu(up x)) with ggml's tanh-form GELU;
 - query head h reads KV head h // (n_head / n_head_kv); scores are scaled by 1/sqrt(head_dim);
 - no `output.weight` means the output head is `token_embd` (tied).
 Frozen weights stay packed (quants.PackedWeight) and are dequantized inside FrozenMatmul, which saves only the packed
@@ -22,8 +25,19 @@ from .events import TrainerError
 from .gguf import GGUFError, GGUFReader
 from .quants import PackedWeight, UnsupportedQuantError, dequantize, pack
 
-SUPPORTED_ARCHES = ("llama", "qwen2")
+SUPPORTED_ARCHES = ("llama", "qwen2", "starcoder2")
 LORA_TARGETS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
+# The matrices each architecture has (and so the LoRA targets it can take): starcoder2's FFN has no gate.
+ARCH_MATRICES = {
+    "llama": LORA_TARGETS,
+    "qwen2": LORA_TARGETS,
+    "starcoder2": ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_up", "ffn_down"),
+}
+# Bias tensors: llama.cpp requires these for starcoder2 (attn_q/k/v biases are optional there, as for qwen2).
+_REQUIRED_BIASES = {"starcoder2": ("attn_norm", "ffn_norm", "attn_output", "ffn_up", "ffn_down")}
+_OPTIONAL_BIASES = ("attn_q", "attn_k", "attn_v")
+_LAYER_NORM_ARCHES = ("starcoder2",)
+_NEOX_ARCHES = ("qwen2", "starcoder2")
 _HAS_SDPA = hasattr(F, "scaled_dot_product_attention")
 
 
@@ -40,9 +54,11 @@ class ModelConfig:
     n_rot: int
     rope_base: float
     rope_freq_scale: float
-    rms_eps: float
+    rms_eps: float          # the norm's epsilon (RMSNorm, or LayerNorm when layer_norm)
     neox_rope: bool
     context_length: int
+    layer_norm: bool = False  # LayerNorm with bias (starcoder2) instead of RMSNorm
+    gated_ffn: bool = True    # down(silu(gate x) * up x); else down(gelu(up x)) (starcoder2)
 
 
 def _config(r: GGUFReader) -> ModelConfig:
@@ -52,7 +68,8 @@ def _config(r: GGUFReader) -> ModelConfig:
     if arch not in SUPPORTED_ARCHES:
         raise TrainerError("unsupported_arch",
                            f"The model's architecture is '{arch}', which the trainer cannot train yet. Supported: "
-                           f"{', '.join(SUPPORTED_ARCHES)} (for example Qwen2.5-Coder, CodeLlama, DeepSeek-Coder 1.x). "
+                           f"{', '.join(SUPPORTED_ARCHES)} (for example Qwen2.5-Coder, CodeLlama, DeepSeek-Coder 1.x, "
+                           "StarCoder2). "
                            "Choose a GGUF of one of those in the repotune.modelPath setting.")
 
     def key(name, default=None, required=True):
@@ -66,6 +83,7 @@ def _config(r: GGUFReader) -> ModelConfig:
     n_embd = int(key("embedding_length"))
     n_head = int(key("attention.head_count"))
     head_dim = int(key("attention.key_length", n_embd // n_head))
+    layer_norm = arch in _LAYER_NORM_ARCHES
     scaling = r.get(f"{arch}.rope.scaling.type", "none")
     freq_scale = 1.0
     if scaling == "linear":
@@ -79,8 +97,10 @@ def _config(r: GGUFReader) -> ModelConfig:
         n_head_kv=int(key("attention.head_count_kv", n_head)), head_dim=head_dim,
         n_ff=int(key("feed_forward_length")), n_rot=int(key("rope.dimension_count", head_dim)),
         rope_base=float(key("rope.freq_base", 10000.0)), rope_freq_scale=freq_scale,
-        rms_eps=float(key("attention.layer_norm_rms_epsilon", 1e-5)), neox_rope=(arch == "qwen2"),
-        context_length=int(key("context_length", 4096)))
+        rms_eps=(float(key("attention.layer_norm_epsilon")) if layer_norm
+                 else float(key("attention.layer_norm_rms_epsilon", 1e-5))),
+        neox_rope=arch in _NEOX_ARCHES, context_length=int(key("context_length", 4096)),
+        layer_norm=layer_norm, gated_ffn="ffn_gate" in ARCH_MATRICES[arch])
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -134,6 +154,25 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps) * weight
 
 
+def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """ggml_norm (mean removed, biased variance) then * weight + bias, as llama.cpp's LLM_NORM."""
+    return F.layer_norm(x.float(), (x.shape[-1],), weight, bias, eps)
+
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+
+
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    """ggml_gelu: 0.5 x (1 + tanh(sqrt(2/pi) x (1 + 0.044715 x^2))) (the tanh form, not erf).
+
+    (ggml's CPU backend reads it from an F16 table of F16-rounded inputs, which moves starcoder2's probabilities by
+    ~2e-4 here; CUDA computes it exactly. We compute it exactly: the rounding has no useful gradient.)"""
+    try:
+        return F.gelu(x, approximate="tanh")   # PyTorch >= 1.12
+    except TypeError:
+        return 0.5 * x * (1.0 + torch.tanh(_GELU_C * x * (1.0 + 0.044715 * x * x)))
+
+
 class Rope:
     def __init__(self, cfg: ModelConfig, freq_factors: Optional[torch.Tensor]):
         self.n_rot, self.neox = cfg.n_rot, cfg.neox_rope
@@ -170,7 +209,7 @@ class LoraModel(nn.Module):
     """A frozen GGUF model plus trainable LoRA A/B pairs (PEFT shapes) on the attention and FFN matrices."""
 
     def __init__(self, reader: GGUFReader, rank: int = 16, alpha: Optional[float] = None,
-                 targets=LORA_TARGETS, device: str = "cpu", seed: int = 0):
+                 targets=None, device: str = "cpu", seed: int = 0):
         super().__init__()
         self.cfg = cfg = _config(reader)
         self.path = reader.path
@@ -201,6 +240,12 @@ class LoraModel(nn.Module):
         self.tied = out is None
         self.weights["output.weight"] = out if out is not None else self.weights["token_embd.weight"]
         self.small["output_norm.weight"] = load_small("output_norm.weight")
+        if cfg.layer_norm:
+            self.small["output_norm.bias"] = load_small("output_norm.bias")
+        matrices = ARCH_MATRICES[cfg.arch]
+        # LoRA goes on the requested matrices this architecture has (all of them by default).
+        targets = [t for t in (LORA_TARGETS if targets is None else targets) if t in matrices]
+        required_biases = _REQUIRED_BIASES.get(cfg.arch, ())
         ff = load_small("rope_freqs.weight", required=False)
         self.rope = Rope(cfg, ff.cpu() if ff is not None else None)
         self.lora_names: List[str] = []
@@ -209,9 +254,11 @@ class LoraModel(nn.Module):
             p = f"blk.{i}."
             for n in ("attn_norm", "ffn_norm"):
                 self.small[p + n + ".weight"] = load_small(p + n + ".weight")
-            for n in LORA_TARGETS:
+            for n in matrices:
                 self.weights[p + n + ".weight"] = load(p + n + ".weight")
-            for n in ("attn_q", "attn_k", "attn_v"):
+            for n in required_biases:
+                self.small[p + n + ".bias"] = load_small(p + n + ".bias")
+            for n in _OPTIONAL_BIASES:
                 b = load_small(p + n + ".bias", required=False)
                 if b is not None:
                     self.small[p + n + ".bias"] = b
@@ -262,7 +309,8 @@ class LoraModel(nn.Module):
                     "attn_output": (c.n_embd, c.n_head * c.head_dim), "ffn_gate": (c.n_ff, c.n_embd),
                     "ffn_up": (c.n_ff, c.n_embd), "ffn_down": (c.n_embd, c.n_ff)}
         for i in range(c.n_layer):
-            for n, shape in expected.items():
+            for n in ARCH_MATRICES[c.arch]:
+                shape = expected[n]
                 got = tuple(self.weights[f"blk.{i}.{n}.weight"].shape)
                 if got != shape:
                     raise TrainerError("bad_model", f"blk.{i}.{n}.weight has shape {got}, the metadata implies {shape}; "
@@ -281,8 +329,10 @@ class LoraModel(nn.Module):
         return int(sum(p.numel() for p in self.parameters() if p.requires_grad))
 
     # -- forward ---------------------------------------------------------------------------------------------------
-    def linear(self, x: torch.Tensor, name: str, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def linear(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        """W x (+ the matrix's bias, if the file has one) + LoRA; the bias is added before the LoRA as in ggml."""
         y = frozen_matmul(x, self.weights[name])
+        bias = self.small.get(name[:-len("weight")] + "bias")
         if bias is not None:
             y = y + bias.to(y.dtype)
         pair = self.lora_pair(name) if self.rank > 0 else None
@@ -295,9 +345,9 @@ class LoraModel(nn.Module):
     def _attention(self, x: torch.Tensor, i: int) -> torch.Tensor:
         c, p = self.cfg, f"blk.{i}."
         bsz, n, _ = x.shape
-        q = self.linear(x, p + "attn_q.weight", self.small.get(p + "attn_q.bias")).view(bsz, n, c.n_head, c.head_dim)
-        k = self.linear(x, p + "attn_k.weight", self.small.get(p + "attn_k.bias")).view(bsz, n, c.n_head_kv, c.head_dim)
-        v = self.linear(x, p + "attn_v.weight", self.small.get(p + "attn_v.bias")).view(bsz, n, c.n_head_kv, c.head_dim)
+        q = self.linear(x, p + "attn_q.weight").view(bsz, n, c.n_head, c.head_dim)
+        k = self.linear(x, p + "attn_k.weight").view(bsz, n, c.n_head_kv, c.head_dim)
+        v = self.linear(x, p + "attn_v.weight").view(bsz, n, c.n_head_kv, c.head_dim)
         q, k = self.rope(q), self.rope(k)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         group = c.n_head // c.n_head_kv
@@ -315,8 +365,15 @@ class LoraModel(nn.Module):
 
     def _ffn(self, x: torch.Tensor, i: int) -> torch.Tensor:
         p = f"blk.{i}."
+        if not self.cfg.gated_ffn:
+            return self.linear(gelu_tanh(self.linear(x, p + "ffn_up.weight")), p + "ffn_down.weight")
         return self.linear(F.silu(self.linear(x, p + "ffn_gate.weight")) * self.linear(x, p + "ffn_up.weight"),
                            p + "ffn_down.weight")
+
+    def _norm(self, h: torch.Tensor, name: str) -> torch.Tensor:
+        if self.cfg.layer_norm:
+            return layer_norm(h, self.small[name + ".weight"], self.small[name + ".bias"], self.cfg.rms_eps)
+        return rms_norm(h, self.small[name + ".weight"], self.cfg.rms_eps)
 
     def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
         """Final normalized hidden states (batch, seq, n_embd) in float32."""
@@ -324,9 +381,9 @@ class LoraModel(nn.Module):
         h = embed_rows(self.weights["token_embd.weight"], tokens)
         for i in range(c.n_layer):
             p = f"blk.{i}."
-            h = h + self._attention(rms_norm(h, self.small[p + "attn_norm.weight"], c.rms_eps), i).float()
-            h = h + self._ffn(rms_norm(h, self.small[p + "ffn_norm.weight"], c.rms_eps), i).float()
-        return rms_norm(h, self.small["output_norm.weight"], c.rms_eps)
+            h = h + self._attention(self._norm(h, p + "attn_norm"), i).float()
+            h = h + self._ffn(self._norm(h, p + "ffn_norm"), i).float()
+        return self._norm(h, "output_norm")
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
         return frozen_matmul(h, self.weights["output.weight"]).float()

@@ -2,7 +2,8 @@
 
 Two layers, width 64, grouped-query attention, a byte-level SentencePiece vocabulary with Qwen2.5-Coder's FIM
 tokens. `llama` stores Q/K in llama.cpp's permuted layout with NORM RoPE; `qwen2` adds Q/K/V biases and uses NEOX
-RoPE. Random weights are scaled so that every layer is active (unit-variance outputs) and the frozen output head can
+RoPE; `starcoder2` has LayerNorms with biases, biases on every matrix but the head, NEOX RoPE and an ungated GELU FFN
+(the tokenizer is the same for all three). Random weights are scaled so that every layer is active (unit-variance outputs) and the frozen output head can
 express confident predictions: a LoRA then teaches it a repository's text in seconds.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ NORMAL, UNKNOWN, CONTROL, BYTE = 1, 2, 3, 6
 
 CONFIG = dict(n_embd=64, n_layer=2, n_head=4, n_head_kv=2, n_ff=192, context_length=4096, rope_base=10000.0,
               rms_eps=1e-5)
-ARCHES = ("llama", "qwen2")
+ARCHES = ("llama", "qwen2", "starcoder2")
 DTYPES = {"f32": F32, "f16": F16, "q8_0": Q8_0}
 
 
@@ -62,6 +63,8 @@ def make_weights(arch: str, seed: int, tied: bool = False) -> Dict[str, np.ndarr
         return (1.0 + 0.1 * rng.standard_normal(n)).astype(np.float32)
 
     w: Dict[str, np.ndarray] = {"token_embd.weight": rng.standard_normal((n_vocab, d)).astype(np.float32)}
+    if arch == "starcoder2":
+        return _starcoder2_weights(w, rng, lin, norm_weight, tied)
     for i in range(c["n_layer"]):
         p = f"blk.{i}."
         w[p + "attn_norm.weight"] = norm_weight(d)
@@ -85,6 +88,32 @@ def make_weights(arch: str, seed: int, tied: bool = False) -> Dict[str, np.ndarr
     return w
 
 
+def _starcoder2_weights(w, rng, lin, norm_weight, tied: bool) -> Dict[str, np.ndarray]:
+    """LayerNorm weight + bias, biases on Q/K/V/O and on ffn_up/ffn_down, no ffn_gate (llama.cpp's tensor list)."""
+    c = CONFIG
+    d, ff = c["n_embd"], c["n_ff"]
+    kv = d // c["n_head"] * c["n_head_kv"]
+
+    def bias(n: int) -> np.ndarray:
+        return (0.1 * rng.standard_normal(n)).astype(np.float32)
+
+    for i in range(c["n_layer"]):
+        p = f"blk.{i}."
+        w[p + "attn_norm.weight"], w[p + "attn_norm.bias"] = norm_weight(d), bias(d)
+        w[p + "attn_q.weight"], w[p + "attn_q.bias"] = lin(d, d), bias(d)
+        w[p + "attn_k.weight"], w[p + "attn_k.bias"] = lin(kv, d), bias(kv)
+        w[p + "attn_v.weight"], w[p + "attn_v.bias"] = lin(kv, d), bias(kv)
+        w[p + "attn_output.weight"], w[p + "attn_output.bias"] = lin(d, d, 0.5), bias(d)
+        w[p + "ffn_norm.weight"], w[p + "ffn_norm.bias"] = norm_weight(d), bias(d)
+        # GELU keeps about half of a unit-variance input: gain 2 on up keeps the FFN branch as active as SwiGLU's.
+        w[p + "ffn_up.weight"], w[p + "ffn_up.bias"] = lin(ff, d, 2.0), bias(ff)
+        w[p + "ffn_down.weight"], w[p + "ffn_down.bias"] = lin(d, ff, 0.5), bias(d)
+    w["output_norm.weight"], w["output_norm.bias"] = norm_weight(d), bias(d)
+    if not tied:
+        w["output.weight"] = lin(len(vocab()["tokens"]), d, 2.0)
+    return w
+
+
 def build(arch: str, seed: int = 0, dtype: str = "f32", tied: bool = False) -> GGUFWriter:
     if arch not in ARCHES:
         raise ValueError(f"unknown tiny-model architecture {arch!r} (choose {', '.join(ARCHES)})")
@@ -104,7 +133,9 @@ def build(arch: str, seed: int = 0, dtype: str = "f32", tied: bool = False) -> G
     wr.add(f"{arch}.attention.head_count_kv", u32(c["n_head_kv"]))
     wr.add(f"{arch}.rope.dimension_count", u32(c["n_embd"] // c["n_head"]))
     wr.add(f"{arch}.rope.freq_base", f32(c["rope_base"]))
-    wr.add(f"{arch}.attention.layer_norm_rms_epsilon", f32(c["rms_eps"]))
+    # starcoder2 uses LayerNorm, whose epsilon has its own key (llama.cpp reads it as required).
+    eps_key = "layer_norm_epsilon" if arch == "starcoder2" else "layer_norm_rms_epsilon"
+    wr.add(f"{arch}.attention.{eps_key}", f32(c["rms_eps"]))
     wr.add("tokenizer.ggml.model", "llama")
     wr.add("tokenizer.ggml.tokens", array(gguf.STRING, v["tokens"]))
     wr.add("tokenizer.ggml.scores", array(gguf.FLOAT32, v["scores"]))

@@ -20,7 +20,7 @@ def test_same_seed_same_bytes_other_seed_other_weights(tmp_path):
     assert _sha(a) == _sha(b) != _sha(c)
 
 
-@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "starcoder2"])
 @pytest.mark.parametrize("dtype,matrix_type", [("f32", "F32"), ("f16", "F16"), ("q8_0", "Q8_0")])
 def test_cli_writes_a_complete_model(tmp_path, arch, dtype, matrix_type):
     out = str(tmp_path / "m.gguf")
@@ -39,10 +39,32 @@ def test_cli_writes_a_complete_model(tmp_path, arch, dtype, matrix_type):
     assert r.get(f"{arch}.block_count") == 2 and r.get(f"{arch}.embedding_length") == 64
     assert r.tensors["blk.0.attn_q.weight"].type_name == matrix_type
     assert r.tensors["blk.1.ffn_norm.weight"].type_name == "F32"
-    assert ("blk.0.attn_q.bias" in r.tensors) == (arch == "qwen2")
+    assert ("blk.0.attn_q.bias" in r.tensors) == (arch in ("qwen2", "starcoder2"))
     assert "output.weight" in r.tensors
+    sc2 = arch == "starcoder2"
+    # starcoder2: LayerNorm (its own epsilon key) with biases, biased O/up/down, no gate (llama.cpp's tensor list)
+    assert ("blk.0.ffn_gate.weight" in r.tensors) == (not sc2)
+    for name in ("blk.1.attn_norm.bias", "blk.1.ffn_norm.bias", "output_norm.bias", "blk.0.attn_output.bias",
+                 "blk.0.ffn_up.bias", "blk.0.ffn_down.bias"):
+        assert (name in r.tensors) == sc2
+        if sc2:
+            assert r.tensors[name].type_name == "F32"
+    assert (r.get(f"{arch}.attention.layer_norm_epsilon") is not None) == sc2
+    assert (r.get(f"{arch}.attention.layer_norm_rms_epsilon") is not None) == (not sc2)
 
 
-def test_tied_variant_has_no_output_head(tmp_path):
-    r = GGUFReader(write_tiny_model(str(tmp_path / "t.gguf"), "llama", tied=True))
+@pytest.mark.parametrize("arch", ["llama", "starcoder2"])
+def test_tied_variant_has_no_output_head(tmp_path, arch):
+    r = GGUFReader(write_tiny_model(str(tmp_path / "t.gguf"), arch, tied=True))
     assert "output.weight" not in r.tensors and "token_embd.weight" in r.tensors
+
+
+def test_starcoder2_generator_is_deterministic(tmp_path):
+    a = write_tiny_model(str(tmp_path / "a.gguf"), "starcoder2", seed=1, dtype="q8_0")
+    b = write_tiny_model(str(tmp_path / "b.gguf"), "starcoder2", seed=1, dtype="q8_0")
+    assert _sha(a) == _sha(b)
+
+
+def test_unknown_tiny_arch_is_a_usage_error(tmp_path):
+    p, events = run_cli("tiny-model", "--arch", "gpt2", "--out", str(tmp_path / "x.gguf"))
+    assert p.returncode == 2 and events[0]["code"] == "bad_args"
