@@ -22,6 +22,8 @@ export const TrainerStart = z.object({
   train_sequences: z.number().int(),
   val_sequences: z.number().int(),
   resumed_from_step: z.number().int().nullable().optional(),
+  /** Micro-batches per step (--grad-accum): a step trains on batch x grad_accum sequences. */
+  grad_accum: z.number().int().optional(),
 });
 
 export const TrainerStep = z.object({
@@ -56,6 +58,10 @@ export const TrainerDone = z.object({
   adapter: z.string(),
   val_loss_base: z.number().nullable(),
   val_loss: z.number().nullable(),
+  /** The step whose state the adapter holds (the evaluation with the lowest validation loss). */
+  adapter_step: z.number().int().optional(),
+  /** True when training ended before `steps` because the validation loss stopped improving (--patience). */
+  early_stopped: z.boolean().optional(),
 });
 
 export const TrainerStopped = z.object({

@@ -5,11 +5,11 @@ import glob
 import inspect
 import os
 import re
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
-from .events import TrainerError
+from .events import TrainerError, log
 from .gguf import write_atomic
 
 KEEP = 2
@@ -21,8 +21,16 @@ def checkpoint_dir(run_dir: str) -> str:
 
 
 def save_checkpoint(run_dir: str, step: int, state: dict) -> str:
+    """Write RUN_DIR/checkpoints/step-NNNNNN.pt atomically (temporary file, fsync, rename: a SIGKILL at any moment
+    leaves either the complete new file or none, never half of one) and keep the KEEP newest."""
     folder = checkpoint_dir(run_dir)
     path = os.path.join(folder, f"step-{step:06d}.pt")
+    # Temporary files of a process killed in the middle of a write ("." prefix: never matched as checkpoints).
+    for tmp in glob.glob(os.path.join(folder, ".step-*.pt.tmp-*")):
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -47,6 +55,23 @@ def _list(folder: str):
 def latest_checkpoint(run_dir: str) -> Optional[str]:
     found = sorted(_list(checkpoint_dir(run_dir)))
     return found[-1][1] if found else None
+
+
+def load_latest_checkpoint(run_dir: str) -> Tuple[Optional[str], Optional[dict]]:
+    """The newest checkpoint that reads back, as (path, state); (None, None) without one. An unreadable newest file
+    (which atomic writes should make impossible, but a full disk or a foreign file can do) falls back to the one
+    before it; if none reads, the newest one's error is raised."""
+    found = sorted(_list(checkpoint_dir(run_dir)), reverse=True)
+    first_error = None
+    for _, path in found:
+        try:
+            return path, load_checkpoint(path)
+        except TrainerError as e:
+            first_error = first_error or e
+            log(f"{e.message.split('. ')[0]}; trying an older checkpoint")
+    if first_error is not None:
+        raise first_error
+    return None, None
 
 
 def load_checkpoint(path: str) -> dict:

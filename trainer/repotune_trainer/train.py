@@ -1,8 +1,11 @@
 """`train`: LoRA fine-tuning on a RepoTune token dataset, reporting JSON lines on stdout (events.py).
 
 Read top to bottom: set up (device, model, data, optimizer, maybe resume), evaluate the base model, then for each
-step: batch -> forward -> loss -> backward -> clip -> update, with evaluations and checkpoints along the way, and the
-adapter GGUF at the end. SIGINT/SIGTERM stop cleanly at the next step boundary with a checkpoint.
+step: batch (in --grad-accum micro-batches) -> forward -> loss -> backward -> clip -> update, with evaluations and
+checkpoints along the way, and the adapter GGUF at the end. SIGINT/SIGTERM stop cleanly at the next step boundary with
+a checkpoint; --patience ends the run early when the validation loss stops improving. A run resumed from a checkpoint
+repeats the numbers of an uninterrupted one exactly (tests/test_resume.py): everything a step depends on is either a
+pure function of (seed, step) or saved in the checkpoint.
 
 The adapter written is the evaluated state with the lowest validation loss (the last one when there is no validation
 data): a small repository is seen dozens of times in a run, and past that point further steps memorize the training
@@ -21,8 +24,8 @@ import numpy as np
 import torch
 
 from .adapter import write_adapter
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from .data import batch_indices, load_dataset, to_inputs_targets
+from .checkpoint import latest_checkpoint, load_latest_checkpoint, save_checkpoint
+from .data import PAD, batch_indices, load_dataset, to_inputs_targets
 from .device import pick_device, set_cpu_threads
 from .events import TrainerError, emit, log
 from .model import LoraModel, open_model
@@ -93,6 +96,8 @@ def _validate_args(a) -> None:
     if a.checkpoint_every is not None and a.checkpoint_every < 1:
         problems.append("--checkpoint-every must be at least 1")
     if a.alpha is not None and not a.alpha > 0: problems.append("--alpha must be positive")
+    if a.grad_accum < 1: problems.append("--grad-accum must be at least 1")
+    if a.patience < 0: problems.append("--patience must be 0 (off) or more")
     if problems:
         raise TrainerError("bad_args", "; ".join(problems) + ".")
 
@@ -119,14 +124,19 @@ def train(a, stop: StopRequested) -> int:
     log(f"device {device}{f' ({threads} threads)' if threads else ''}, torch {torch.__version__}, "
         f"model {model.cfg.arch} {model.cfg.n_layer} layers x {model.cfg.n_embd}, weights {model.weight_types()}")
 
+    # Everything that decides the numbers of the steps to come. A resumed run with the same settings continues exactly
+    # where the interrupted one was (tests/test_resume.py); other settings are allowed but logged.
+    settings = {"batch": a.batch, "grad_accum": a.grad_accum, "seed": a.seed, "lr": a.lr, "steps": a.steps,
+                "warmup": warmup, "eval_every": a.eval_every, "patience": a.patience,
+                "max_eval_sequences": a.max_eval_sequences}
     start_step, val_loss_base = 0, None
     best = {"val_loss": None, "step": None, "lora": None}   # the evaluated state with the lowest validation loss
+    early = {"bad_evals": 0}   # evaluations since the best one (early stopping)
     if a.resume:
-        path = latest_checkpoint(a.out)
+        path, ck = load_latest_checkpoint(a.out)
         if path is None:
             log(f"--resume: no checkpoint in {a.out}/checkpoints, starting from step 0")
         else:
-            ck = load_checkpoint(path)
             if ck.get("rank") != a.rank or ck.get("model_size") != os.path.getsize(a.model):
                 raise TrainerError("bad_args", f"The checkpoint {path} was made with another model or LoRA rank; "
                                    "start a new run instead of resuming.")
@@ -134,27 +144,41 @@ def train(a, stop: StopRequested) -> int:
             opt.load_state_dict(ck["optimizer"])
             start_step, val_loss_base = int(ck["step"]), ck.get("val_loss_base")
             best.update(ck.get("best") or {})
+            early.update(ck.get("early_stop") or {})
+            changed = [f"{k} {v!r} -> {settings[k]!r}" for k, v in (ck.get("settings") or {}).items()
+                       if k in settings and settings[k] != v]
+            if changed:
+                log("resuming with other settings than the checkpoint's (" + ", ".join(changed) + "): the run will "
+                    "not repeat the numbers an uninterrupted run would have given")
             log(f"resumed from {path} (step {start_step})")
 
     emit("start", device=device, torch_version=torch.__version__, arch=model.cfg.arch, n_layer=model.cfg.n_layer,
          n_embd=model.cfg.n_embd, vocab_size=model.cfg.n_vocab, weight_types=model.weight_types(),
          trainable_params=model.trainable_params(), total_params=model.total_params(), steps=a.steps,
          batch=a.batch, seq_len=data.seq_len, train_sequences=int(data.train.shape[0]),
-         val_sequences=int(data.val.shape[0]), resumed_from_step=start_step if a.resume and start_step else None)
+         val_sequences=int(data.val.shape[0]), resumed_from_step=start_step if a.resume and start_step else None,
+         grad_accum=a.grad_accum)
 
     def run_eval(step: int):
         v = evaluate(model, data.val, a.batch, device, autocast, stop, a.max_eval_sequences)
         if v is not None:
             emit("eval", step=step, val_loss=v)
-            if step > 0 and (best["val_loss"] is None or v < best["val_loss"]):
-                best.update(val_loss=v, step=step, lora=model.lora_state())
+            if step > 0:
+                if best["val_loss"] is None or v < best["val_loss"]:
+                    best.update(val_loss=v, step=step, lora=model.lora_state())
+                    early["bad_evals"] = 0
+                else:
+                    early["bad_evals"] += 1
         return v
+
+    def patience_ran_out() -> bool:
+        return a.patience > 0 and early["bad_evals"] >= a.patience
 
     def checkpoint(step: int) -> str:
         path = save_checkpoint(a.out, step, {"lora": model.lora_state(), "optimizer": opt.state_dict(),
                                              "val_loss_base": val_loss_base, "best": best, "rank": a.rank,
                                              "alpha": model.alpha, "model_size": os.path.getsize(a.model),
-                                             "seed": a.seed})
+                                             "seed": a.seed, "early_stop": dict(early), "settings": settings})
         emit("checkpoint", step=step, path=path)
         return path
 
@@ -166,6 +190,7 @@ def train(a, stop: StopRequested) -> int:
     if start_step == 0:
         val_loss_base = run_eval(0)   # B = 0 at step 0, so this is the base model alone
     step, trained_tokens, train_time, t_begin = start_step, 0, 0.0, time.time()
+    val_loss, early_stopped = None, False
     model.train()
     while step < a.steps:
         if stop:
@@ -175,15 +200,24 @@ def train(a, stop: StopRequested) -> int:
         lr = lr_at(step, a.steps, a.lr, warmup)
         for g in opt.param_groups:
             g["lr"] = lr
-        inputs, targets = to_inputs_targets(data.train[batch_indices(data.train.shape[0], a.batch, step, a.seed)],
-                                            device)
-        with autocast():
-            loss, n_tokens = model.loss(inputs, targets)
+        # One step = batch x grad_accum sequences (the same ones a run with that batch and no accumulation takes), in
+        # grad_accum micro-batches. Each micro-batch's mean loss is weighted by its share of the step's target tokens,
+        # so the summed gradient is that of the token-weighted mean over the whole step, as with one big batch.
+        rows = data.train[batch_indices(data.train.shape[0], a.batch * a.grad_accum, step, a.seed)]
+        micro = [rows[i:i + a.batch] for i in range(0, rows.shape[0], a.batch)]
+        n_step = max(1, int((rows[:, 1:] != PAD).sum()))
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss_sum, n_tokens = 0.0, 0
+        for part in micro:
+            inputs, targets = to_inputs_targets(part, device)
+            with autocast():
+                loss, n = model.loss(inputs, targets)
+            (loss * (n / n_step) if len(micro) > 1 else loss).backward()
+            loss_sum += float(loss) * n  # synchronizes the GPU, so the timing below is real
+            n_tokens += n
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        loss_value = float(loss)  # synchronizes the GPU, so the timing below is real
+        loss_value = loss_sum / max(1, n_tokens)
         train_time += time.time() - t0
         trained_tokens += n_tokens
         emit("step", step=step, steps=a.steps, loss=loss_value, lr=lr,
@@ -192,20 +226,27 @@ def train(a, stop: StopRequested) -> int:
             raise TrainerError("internal", f"The training loss became {loss_value} at step {step}. Lower the learning "
                                "rate (repotune.training.learningRate) and train again.")
         if step % a.eval_every == 0 and step < a.steps:
-            run_eval(step)
+            val_loss = run_eval(step)
+            if val_loss is not None and patience_ran_out():
+                early_stopped = True
+                log(f"early stop at step {step}: the validation loss has not improved for {a.patience} evaluations "
+                    f"(best {best['val_loss']:.4f} at step {best['step']})")
+                break
         if step % a.checkpoint_every == 0 and step < a.steps:
             checkpoint(step)
-    val_loss = run_eval(step)
+    if not early_stopped:
+        val_loss = run_eval(step)
     if stop:
         return stopped(step)
-    lora = model.lora_state()
+    lora, adapter_step = model.lora_state(), step
     if best["val_loss"] is not None and best["val_loss"] < val_loss:
         log(f"validation loss was lowest at step {best['step']} ({best['val_loss']:.4f} < {val_loss:.4f} at the end): "
             "writing that adapter")
-        lora, val_loss = best["lora"], best["val_loss"]
+        lora, val_loss, adapter_step = best["lora"], best["val_loss"], best["step"]
     write_adapter(a.adapter_out, model.cfg.arch, model.alpha, lora, os.path.basename(a.model))
     log(f"adapter written to {a.adapter_out}; {trained_tokens / max(train_time, 1e-9):.0f} tokens/s")
-    emit("done", step=step, adapter=a.adapter_out, val_loss_base=val_loss_base, val_loss=val_loss)
+    emit("done", step=step, adapter=a.adapter_out, val_loss_base=val_loss_base, val_loss=val_loss,
+         adapter_step=adapter_step, early_stopped=early_stopped)
     return 0
 
 
