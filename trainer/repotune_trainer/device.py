@@ -27,11 +27,82 @@ def pick_device(requested: str = "auto") -> str:
     return requested
 
 
-def set_cpu_threads(threads: int | None) -> int:
+def set_cpu_threads(threads: int | None, procs_on_host: int = 1) -> int:
     """On small CPUs one PyTorch thread is fastest: the BLAS library starts its own threads, and two layers of
-    threads on two cores ran a training step 2x slower here. Larger machines get half their cores."""
+    threads on two cores ran a training step 2x slower here. Larger machines get half their cores (shared among the
+    `procs_on_host` processes that torchrun started on this machine)."""
     if threads is None:
-        cores = os.cpu_count() or 1
+        cores = (os.cpu_count() or 1) // max(1, procs_on_host)
         threads = 1 if cores <= 4 else max(1, cores // 2)
     torch.set_num_threads(max(1, threads))
     return torch.get_num_threads()
+
+
+class Dist:
+    """Data parallelism under torchrun (`python -m torch.distributed.run`): one process per GPU (or per CPU share),
+    found through the environment torchrun sets (WORLD_SIZE, RANK, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR/PORT).
+    Without torchrun, or with WORLD_SIZE 1, `enabled` is False and nothing here does anything.
+
+    Gradients are summed with explicit all_reduce calls (train.py) rather than DistributedDataParallel: the model's
+    entry point is `LoraModel.loss`, not `forward`; ranks may hold an unequal number of micro-batches (even none)
+    in a step, which DDP's per-forward hooks would hang on; and the trainable LoRA tensors are small, so one
+    flattened all_reduce per step after the last micro-batch costs little against the overlap DDP would give."""
+
+    def __init__(self):
+        self.world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+        self.rank = int(os.environ.get("RANK", "0") or 0)
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0") or 0)
+        self.local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(self.world)) or 1)
+        self.enabled = self.world > 1
+        self.is_main = self.rank == 0
+        self.backend = None
+
+    def init(self, device: str) -> None:
+        """Join the process group: nccl on CUDA (each process on GPU LOCAL_RANK), gloo on CPU. MPS has no
+        collective backend and is refused."""
+        if not self.enabled:
+            return
+        import torch.distributed as dist
+        if not dist.is_available():
+            raise TrainerError("bad_args", "This PyTorch build has no torch.distributed; run without torchrun.")
+        if device == "mps":
+            raise TrainerError("bad_args", "Multi-process training (torchrun) is not supported on Apple MPS; use "
+                               "--device cpu or one process.")
+        if device == "cuda":
+            if self.local_rank >= torch.cuda.device_count():
+                raise TrainerError("bad_args", f"LOCAL_RANK {self.local_rank} but only {torch.cuda.device_count()} "
+                                   "CUDA GPUs are visible: use --nproc-per-node at most the GPU count.")
+            torch.cuda.set_device(self.local_rank)   # so "cuda" means this process's GPU everywhere
+            self.backend = "nccl"
+        else:
+            self.backend = "gloo"
+        if not dist.is_initialized():
+            dist.init_process_group(backend=self.backend)
+
+    def all_sum(self, t: torch.Tensor) -> torch.Tensor:
+        """In-place sum over ranks (identity without torchrun)."""
+        if self.enabled:
+            import torch.distributed as dist
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t
+
+    def broadcast_object(self, obj):
+        """rank 0's `obj` on every rank (identity without torchrun)."""
+        if not self.enabled:
+            return obj
+        import torch.distributed as dist
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def share(self, n: int):
+        """This rank's contiguous part of range(n) (sizes differ by at most one; possibly empty)."""
+        lo = n * self.rank // self.world
+        hi = n * (self.rank + 1) // self.world
+        return lo, hi
+
+    def close(self) -> None:
+        if self.enabled:
+            import torch.distributed as dist
+            if dist.is_initialized():
+                dist.destroy_process_group()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from typing import Any
@@ -27,12 +28,31 @@ def _clean(v: Any) -> Any:
     return v
 
 
+def worker_rank() -> int:
+    """This process's rank under torchrun (RANK, with WORLD_SIZE > 1); 0 otherwise."""
+    try:
+        return int(os.environ.get("RANK", "0") or 0) if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else 0
+    except ValueError:
+        return 0
+
+
 def emit(event: str, **fields: Any) -> None:
+    """One event on stdout, from rank 0 only: under torchrun the other ranks stay silent on stdout (their `error`
+    events go to stderr, so a failure on another rank still leaves a trace in the log)."""
     line = {"event": event, "time": time.time(), **{k: _clean(v) for k, v in fields.items()}}
+    rank = worker_rank()
+    if rank:
+        if event == "error":
+            log(json.dumps(line), always=True)
+        return
     sys.stdout.write(json.dumps(line) + "\n")
     sys.stdout.flush()
 
 
-def log(message: str) -> None:
-    sys.stderr.write(message.rstrip("\n") + "\n")
+def log(message: str, always: bool = False) -> None:
+    """A human log line on stderr; under torchrun only rank 0's, unless `always` (then prefixed with the rank)."""
+    rank = worker_rank()
+    if rank and not always:
+        return
+    sys.stderr.write((f"[rank {rank}] " if rank else "") + message.rstrip("\n") + "\n")
     sys.stderr.flush()

@@ -7,6 +7,13 @@ a checkpoint; --patience ends the run early when the validation loss stops impro
 repeats the numbers of an uninterrupted one exactly (tests/test_resume.py): everything a step depends on is either a
 pure function of (seed, step) or saved in the checkpoint.
 
+Under torchrun (WORLD_SIZE > 1, device.Dist) the same loop runs data-parallel: every rank builds the same step batch
+(batch x grad_accum sequences, as one process would), trains on its contiguous share of it, and the LoRA gradients,
+the loss sums and the stop flag are summed across ranks with all_reduce before clipping and the optimizer step, so
+all ranks take identical steps and the numbers match a single-process run up to float summation order.
+Validation is split the same way and its sums reduced, so every rank makes the same best-state and early-stopping
+decisions. Rank 0 alone prints events and writes checkpoints and the adapter.
+
 The adapter written is the evaluated state with the lowest validation loss (the last one when there is no validation
 data): a small repository is seen dozens of times in a run, and past that point further steps memorize the training
 files and lose on held-out ones.
@@ -26,7 +33,7 @@ import torch
 from .adapter import write_adapter
 from .checkpoint import latest_checkpoint, load_latest_checkpoint, save_checkpoint
 from .data import PAD, batch_indices, load_dataset, to_inputs_targets
-from .device import pick_device, set_cpu_threads
+from .device import Dist, pick_device, set_cpu_threads
 from .events import TrainerError, emit, log
 from .model import LoraModel, open_model
 
@@ -45,7 +52,7 @@ class StopRequested:
             if self.signal is not None:
                 raise KeyboardInterrupt  # a second signal means: stop now
             self.signal = signum
-            log(f"received {signal.Signals(signum).name}; stopping after the current step")
+            log(f"received {signal.Signals(signum).name}; stopping after the current step", always=True)
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
 
@@ -66,16 +73,24 @@ def autocast_for(device: str):
 
 
 def evaluate(model: LoraModel, val: np.ndarray, batch: int, device: str, autocast, stop: StopRequested,
-             max_sequences: int):
-    """Token-weighted mean validation loss, or None without validation data (or when a stop interrupted it)."""
+             max_sequences: int, dist: Dist = None, stop_agreed: list = None):
+    """Token-weighted mean validation loss, or None without validation data (or when a stop interrupted it).
+
+    Under torchrun each rank evaluates its share of the sequences and the sums (with the ranks' stop flags, into
+    `stop_agreed[0]`) are reduced, so every rank gets the same value; a stop does not interrupt it there (the ranks
+    would disagree on how many collectives remain)."""
     if val.shape[0] == 0:
         return None
     val = val[:max_sequences]
+    distributed = dist is not None and dist.enabled
+    if distributed:
+        lo, hi = dist.share(val.shape[0])
+        val = val[lo:hi]
     total, count = 0.0, 0
     model.eval()
     with torch.no_grad():
         for i in range(0, val.shape[0], batch):
-            if stop:
+            if stop and not distributed:
                 return None
             inputs, targets = to_inputs_targets(val[i:i + batch], device)
             with autocast():
@@ -83,6 +98,10 @@ def evaluate(model: LoraModel, val: np.ndarray, batch: int, device: str, autocas
             total += float(loss) * n
             count += n
     model.train()
+    if distributed:
+        sums = dist.all_sum(torch.tensor([total, count, 1.0 if stop else 0.0], dtype=torch.float64, device=device))
+        total, count = float(sums[0]), int(sums[1])
+        stop_agreed[0] = stop_agreed[0] or bool(sums[2] > 0)
     return total / count if count else None
 
 
@@ -107,12 +126,42 @@ def _is_oom(e: BaseException) -> bool:
     return (oom is not None and isinstance(e, oom)) or (isinstance(e, RuntimeError) and "out of memory" in str(e))
 
 
-def train(a, stop: StopRequested) -> int:
+def _sum_lora_grads(params, dist: Dist) -> None:
+    """All ranks' LoRA gradients summed into every rank's .grad, in one flattened all_reduce."""
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+    dist.all_sum(flat)
+    offset = 0
+    for p in params:
+        k = p.numel()
+        p.grad = flat[offset:offset + k].view_as(p)
+        offset += k
+
+
+def _resume_state(a, dist: Dist):
+    """(path, checkpoint) of the newest readable checkpoint; under torchrun rank 0 reads it and sends it to the
+    others (so only rank 0 needs the run folder), failures included."""
+    if not dist.enabled:
+        return load_latest_checkpoint(a.out)
+    got = None
+    if dist.is_main:
+        try:
+            got = ("ok", load_latest_checkpoint(a.out))
+        except TrainerError as e:
+            got = ("error", (e.code, e.message))
+    got = dist.broadcast_object(got)
+    if got[0] == "error":
+        raise TrainerError(*got[1])
+    return got[1]
+
+
+def train(a, stop: StopRequested, dist: Dist = None) -> int:
+    dist = dist or Dist()
     _validate_args(a)
     a.eval_every = a.eval_every or max(1, a.steps // 8)
     a.checkpoint_every = a.checkpoint_every or max(1, a.steps // 4)
     device = pick_device(a.device)
-    threads = set_cpu_threads(a.threads) if device == "cpu" else None
+    dist.init(device)
+    threads = set_cpu_threads(a.threads, dist.local_world if dist.enabled else 1) if device == "cpu" else None
     torch.manual_seed(a.seed)
     reader = open_model(a.model)
     model = LoraModel(reader, rank=a.rank, alpha=a.alpha, device=device, seed=a.seed)
@@ -123,6 +172,11 @@ def train(a, stop: StopRequested) -> int:
     autocast = autocast_for(device)
     log(f"device {device}{f' ({threads} threads)' if threads else ''}, torch {torch.__version__}, "
         f"model {model.cfg.arch} {model.cfg.n_layer} layers x {model.cfg.n_embd}, weights {model.weight_types()}")
+    if dist.enabled:
+        import socket
+        log(f"data-parallel: {dist.world} processes ({dist.backend}), rank 0 on {socket.gethostname()} writes the "
+            f"events, checkpoints and adapter; each rank trains on ~{a.batch * a.grad_accum / dist.world:.1f} of the "
+            f"{a.batch * a.grad_accum} sequences of a step")
 
     # Everything that decides the numbers of the steps to come. A resumed run with the same settings continues exactly
     # where the interrupted one was (tests/test_resume.py); other settings are allowed but logged.
@@ -133,7 +187,7 @@ def train(a, stop: StopRequested) -> int:
     best = {"val_loss": None, "step": None, "lora": None}   # the evaluated state with the lowest validation loss
     early = {"bad_evals": 0}   # evaluations since the best one (early stopping)
     if a.resume:
-        path, ck = load_latest_checkpoint(a.out)
+        path, ck = _resume_state(a, dist)
         if path is None:
             log(f"--resume: no checkpoint in {a.out}/checkpoints, starting from step 0")
         else:
@@ -159,8 +213,15 @@ def train(a, stop: StopRequested) -> int:
          val_sequences=int(data.val.shape[0]), resumed_from_step=start_step if a.resume and start_step else None,
          grad_accum=a.grad_accum)
 
+    # Under torchrun the stop decision must be the same on every rank (a signal may reach only one): it is the
+    # stop flags summed in the last all_reduce. Without torchrun it is the local flag.
+    stop_agreed = [False]
+
+    def stopping() -> bool:
+        return stop_agreed[0] if dist.enabled else bool(stop)
+
     def run_eval(step: int):
-        v = evaluate(model, data.val, a.batch, device, autocast, stop, a.max_eval_sequences)
+        v = evaluate(model, data.val, a.batch, device, autocast, stop, a.max_eval_sequences, dist, stop_agreed)
         if v is not None:
             emit("eval", step=step, val_loss=v)
             if step > 0:
@@ -174,7 +235,9 @@ def train(a, stop: StopRequested) -> int:
     def patience_ran_out() -> bool:
         return a.patience > 0 and early["bad_evals"] >= a.patience
 
-    def checkpoint(step: int) -> str:
+    def checkpoint(step: int):
+        if not dist.is_main:
+            return None
         path = save_checkpoint(a.out, step, {"lora": model.lora_state(), "optimizer": opt.state_dict(),
                                              "val_loss_base": val_loss_base, "best": best, "rank": a.rank,
                                              "alpha": model.alpha, "model_size": os.path.getsize(a.model),
@@ -193,7 +256,7 @@ def train(a, stop: StopRequested) -> int:
     val_loss, early_stopped = None, False
     model.train()
     while step < a.steps:
-        if stop:
+        if stopping():
             return stopped(step)
         step += 1
         t0 = time.time()
@@ -203,18 +266,30 @@ def train(a, stop: StopRequested) -> int:
         # One step = batch x grad_accum sequences (the same ones a run with that batch and no accumulation takes), in
         # grad_accum micro-batches. Each micro-batch's mean loss is weighted by its share of the step's target tokens,
         # so the summed gradient is that of the token-weighted mean over the whole step, as with one big batch.
+        # Under torchrun each rank takes its contiguous share of these rows, in micro-batches of at most --batch, and
+        # weights by the step's global token count; the all_reduce below sums the shares' gradients.
         rows = data.train[batch_indices(data.train.shape[0], a.batch * a.grad_accum, step, a.seed)]
-        micro = [rows[i:i + a.batch] for i in range(0, rows.shape[0], a.batch)]
         n_step = max(1, int((rows[:, 1:] != PAD).sum()))
+        if dist.enabled:
+            lo, hi = dist.share(rows.shape[0])
+            rows = rows[lo:hi]
+        micro = [rows[i:i + a.batch] for i in range(0, rows.shape[0], a.batch)]
+        weighted = len(micro) > 1 or dist.enabled
         opt.zero_grad(set_to_none=True)
         loss_sum, n_tokens = 0.0, 0
         for part in micro:
             inputs, targets = to_inputs_targets(part, device)
             with autocast():
                 loss, n = model.loss(inputs, targets)
-            (loss * (n / n_step) if len(micro) > 1 else loss).backward()
+            (loss * (n / n_step) if weighted else loss).backward()
             loss_sum += float(loss) * n  # synchronizes the GPU, so the timing below is real
             n_tokens += n
+        if dist.enabled:
+            _sum_lora_grads(params, dist)
+            sums = dist.all_sum(torch.tensor([loss_sum, n_tokens, 1.0 if stop else 0.0], dtype=torch.float64,
+                                             device=device))
+            loss_sum, n_tokens = float(sums[0]), int(sums[1])
+            stop_agreed[0] = stop_agreed[0] or bool(sums[2] > 0)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         loss_value = loss_sum / max(1, n_tokens)
@@ -236,14 +311,15 @@ def train(a, stop: StopRequested) -> int:
             checkpoint(step)
     if not early_stopped:
         val_loss = run_eval(step)
-    if stop:
+    if stopping():
         return stopped(step)
     lora, adapter_step = model.lora_state(), step
     if best["val_loss"] is not None and best["val_loss"] < val_loss:
         log(f"validation loss was lowest at step {best['step']} ({best['val_loss']:.4f} < {val_loss:.4f} at the end): "
             "writing that adapter")
         lora, val_loss, adapter_step = best["lora"], best["val_loss"], best["step"]
-    write_adapter(a.adapter_out, model.cfg.arch, model.alpha, lora, os.path.basename(a.model))
+    if dist.is_main:
+        write_adapter(a.adapter_out, model.cfg.arch, model.alpha, lora, os.path.basename(a.model))
     log(f"adapter written to {a.adapter_out}; {trained_tokens / max(train_time, 1e-9):.0f} tokens/s")
     emit("done", step=step, adapter=a.adapter_out, val_loss_base=val_loss_base, val_loss=val_loss,
          adapter_step=adapter_step, early_stopped=early_stopped)
@@ -253,8 +329,9 @@ def train(a, stop: StopRequested) -> int:
 def run_train(a) -> int:
     stop = StopRequested()
     stop.install()
+    dist = Dist()
     try:
-        return train(a, stop)
+        return train(a, stop, dist)
     except TrainerError as e:
         emit("error", code=e.code, message=e.message)
     except KeyboardInterrupt:
@@ -268,4 +345,9 @@ def run_train(a) -> int:
         else:
             emit("error", code="internal", message=f"The trainer failed unexpectedly: {type(e).__name__}: {e}. "
                  "The trainer log has the details.")
+    finally:
+        try:
+            dist.close()
+        except Exception:  # noqa: BLE001 - a broken process group must not hide the event above
+            pass
     return 1
