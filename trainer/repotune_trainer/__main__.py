@@ -48,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--arch", choices=["llama", "qwen2", "starcoder2"], default="llama")
     m.add_argument("--out", required=True)
     m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--dtype", choices=["f32", "f16", "q8_0"], default="f32")
+    m.add_argument("--dtype", choices=["f32", "f16", "q8_0", "q4_k_m"], default="f32",
+                   help="matrix type; q4_k_m is llama.cpp's Q4_K/Q6_K mixture and needs --width 256 (or a multiple)")
+    m.add_argument("--width", type=int, default=64, help="n_embd (FFN is 3x); a multiple of 16, of 256 for q4_k_m")
     m.add_argument("--tied", action="store_true", help="no output.weight: the output head reuses token_embd")
 
     sub.add_parser("selftest", help="check that torch and numpy are usable; one JSON line")
@@ -63,8 +65,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _tiny_model(args) -> int:
+    from .events import emit
     from .tiny import write_tiny_model
-    write_tiny_model(args.out, args.arch, args.seed, args.dtype, args.tied)
+    try:
+        write_tiny_model(args.out, args.arch, args.seed, args.dtype, args.tied, args.width)
+    except ValueError as e:
+        emit("error", code="bad_args", message=f"Invalid trainer arguments: {e}")
+        return 2
     print(json.dumps({"path": args.out, "arch": args.arch, "dtype": args.dtype}))
     return 0
 

@@ -2,7 +2,8 @@
 
 A `PackedWeight` holds the tensors of one GGUF weight in the smallest form PyTorch can compute from:
 F32/F16/BF16 as a plain tensor of that dtype, Q8_0 as its per-block f16 scales plus int8 values (34 bytes per 32
-weights, as in the file), Q4_0 as scales plus packed nibbles, and the K-quants Q4_K/Q5_K/Q6_K (what Q4_K_M files
+weights, as in the file), Q4_0 as scales plus packed nibbles, Q4_1/Q5_0/Q5_1 (which llama.cpp's Q4_K_M uses for rows
+that are not a multiple of 256) as their f16 scale, f16 min, high-bit word and nibbles, and the K-quants Q4_K/Q5_K/Q6_K (what Q4_K_M files
 hold) as their super-block fields (kquants.py), byte for byte as in the file. `dequantize` rebuilds the full-precision matrix; the model calls it inside a custom
 autograd function so the dequantized copy never outlives one matmul (see model.py).
 """
@@ -18,12 +19,15 @@ from . import kquants
 from .gguf import GGML_TYPE_IDS, TensorInfo, type_name
 
 F32, F16, Q8_0, BF16 = GGML_TYPE_IDS["F32"], GGML_TYPE_IDS["F16"], GGML_TYPE_IDS["Q8_0"], GGML_TYPE_IDS["BF16"]
-Q4_0 = GGML_TYPE_IDS["Q4_0"]
+Q4_0, Q4_1, Q5_0, Q5_1 = (GGML_TYPE_IDS[n] for n in ("Q4_0", "Q4_1", "Q5_0", "Q5_1"))
 QK8_0 = 32
 QK4_0 = 32
+QK = 32                     # block size of Q4_0, Q4_1, Q5_0, Q5_1
+# Legacy 32-value blocks (ggml-common.h), in file order: f16 d, [f16 m], [4 bytes qh], 16 bytes qs.
+LEGACY = {Q4_1: ("Q4_1", 20, True, False), Q5_0: ("Q5_0", 22, False, True), Q5_1: ("Q5_1", 24, True, True)}
 Q4_K, Q5_K, Q6_K = GGML_TYPE_IDS["Q4_K"], GGML_TYPE_IDS["Q5_K"], GGML_TYPE_IDS["Q6_K"]
 K_QUANTS = {Q4_K: "Q4_K", Q5_K: "Q5_K", Q6_K: "Q6_K"}
-SUPPORTED_TYPES = (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)
+SUPPORTED_TYPES = (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K)
 
 
 class UnsupportedQuantError(ValueError):
@@ -70,6 +74,8 @@ def pack(info: TensorInfo) -> PackedWeight:
         d = np.ascontiguousarray(blocks[..., :2]).view(np.float16)[..., 0]
         qs = np.ascontiguousarray(blocks[..., 2:])
         return PackedWeight(t, shape, [torch.from_numpy(d.copy()), torch.from_numpy(qs.copy())])
+    if t in LEGACY:
+        return PackedWeight(t, shape, _unpack_legacy(t, shape, info.data))
     if t in K_QUANTS:
         return PackedWeight(t, shape, kquants.unpack(K_QUANTS[t], shape, info.data))
     raise UnsupportedQuantError(
@@ -90,9 +96,54 @@ def dequantize(ggml_type: int, shape: Tuple[int, ...], parts: List[torch.Tensor]
         q = qs.to(torch.int16)
         vals = torch.cat([q & 0x0F, q >> 4], dim=-1) - 8
         return (vals.to(dtype) * d.to(dtype).unsqueeze(-1)).reshape(shape)
+    if ggml_type in LEGACY:
+        return _dequantize_legacy(ggml_type, shape, parts, dtype)
     if ggml_type in K_QUANTS:
         return kquants.dequantize(K_QUANTS[ggml_type], shape, parts, dtype)
     raise UnsupportedQuantError(f"cannot dequantize {type_name(ggml_type)}")
+
+
+def _unpack_legacy(t: int, shape: Tuple[int, ...], data) -> List[torch.Tensor]:
+    """Q4_1 -> [d, m, qs]; Q5_0 -> [d, qh, qs]; Q5_1 -> [d, m, qh, qs] (d, m f16; qh 4 bytes; qs 16 bytes per block)."""
+    name, nbytes, has_min, has_high = LEGACY[t]
+    if shape[-1] % QK:
+        raise ValueError(f"{name} needs rows of a multiple of {QK} values, got {shape[-1]}")
+    b = np.array(data, dtype=np.uint8).reshape(*shape[:-1], shape[-1] // QK, nbytes)
+    t_ = lambda a: torch.from_numpy(np.ascontiguousarray(a).copy())  # noqa: E731
+    parts, off = [t_(np.ascontiguousarray(b[..., 0:2]).view(np.float16)[..., 0])], 2
+    if has_min:
+        parts.append(t_(np.ascontiguousarray(b[..., 2:4]).view(np.float16)[..., 0]))
+        off = 4
+    if has_high:
+        parts.append(t_(b[..., off:off + 4]))
+        off += 4
+    parts.append(t_(b[..., off:off + 16]))
+    return parts
+
+
+def _dequantize_legacy(t: int, shape: Tuple[int, ...], parts: List[torch.Tensor], dtype) -> torch.Tensor:
+    """ggml's dequantize_row_q4_1 / q5_0 / q5_1, bit for bit.
+
+    Byte j of qs holds value j in its low nibble and value j + 16 in its high nibble; for Q5 the fifth bit (+16) of
+    value e is bit e of qh read as a little-endian uint32. Q5_0 is d * (q - 16); Q4_1 and Q5_1 are d * q + m. The
+    products are exact in float32 (f16 times an integer below 32), so the only rounding is ggml's one addition.
+    """
+    _, _, has_min, has_high = LEGACY[t]
+    d, rest = parts[0], list(parts[1:])
+    m = rest.pop(0) if has_min else None
+    qh = rest.pop(0) if has_high else None
+    qs = rest[0].to(torch.int32)
+    q = torch.cat([qs & 0x0F, qs >> 4], dim=-1)                                      # (..., n_blocks, 32)
+    if qh is not None:
+        bits = torch.arange(8, dtype=torch.int32, device=qh.device)
+        high = (qh.to(torch.int32).unsqueeze(-1) >> bits) & 1                        # (..., 4, 8): bit 8*byte + k
+        q = q | (high.reshape(*qh.shape[:-1], 32) << 4)
+    if m is None:
+        q = q - 16                                                                   # Q5_0
+    y = q.float() * d.float().unsqueeze(-1)
+    if m is not None:
+        y = y + m.float().unsqueeze(-1)
+    return y.reshape(shape).to(dtype)
 
 
 # -- writing (tiny models) ----------------------------------------------------------------------------------------

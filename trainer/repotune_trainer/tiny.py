@@ -1,6 +1,6 @@
 """A tiny, deterministic GGUF code model for tests and demos (nothing can be downloaded in CI).
 
-Two layers, width 64, grouped-query attention, a byte-level SentencePiece vocabulary with Qwen2.5-Coder's FIM
+Two layers, width 64 (or `width`, FFN 3 * width), grouped-query attention, a byte-level SentencePiece vocabulary with Qwen2.5-Coder's FIM
 tokens. `llama` stores Q/K in llama.cpp's permuted layout with NORM RoPE; `qwen2` adds Q/K/V biases and uses NEOX
 RoPE; `starcoder2` has LayerNorms with biases, biases on every matrix but the head, NEOX RoPE and an ungated GELU FFN
 (the tokenizer is the same for all three). Random weights are scaled so that every layer is active (unit-variance outputs) and the frozen output head can
@@ -14,7 +14,8 @@ import numpy as np
 
 from . import gguf
 from .gguf import GGUFWriter, array, f32, u32
-from .quants import quantize_q8_0, F32, F16, Q8_0
+from . import kquants
+from .quants import quantize_q8_0, F32, F16, Q8_0, Q4_K, Q6_K
 
 SPECIALS = ["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|fim_pad|>", "<|endoftext|>",
             "<|repo_name|>", "<|file_sep|>"]
@@ -24,7 +25,33 @@ NORMAL, UNKNOWN, CONTROL, BYTE = 1, 2, 3, 6
 CONFIG = dict(n_embd=64, n_layer=2, n_head=4, n_head_kv=2, n_ff=192, context_length=4096, rope_base=10000.0,
               rms_eps=1e-5)
 ARCHES = ("llama", "qwen2", "starcoder2")
-DTYPES = {"f32": F32, "f16": F16, "q8_0": Q8_0}
+DTYPES = {"f32": F32, "f16": F16, "q8_0": Q8_0, "q4_k_m": Q4_K}
+FILE_TYPES = {"f32": 0, "f16": 1, "q8_0": 7, "q4_k_m": 15}     # llama_ftype: LLAMA_FTYPE_MOSTLY_Q4_K_M = 15
+K_QUANT_WIDTH = kquants.QK_K
+
+
+def config(width: int = 64) -> Dict[str, float]:
+    """CONFIG at another width: n_embd = width, FFN 3 * width, same 4 query / 2 KV heads (head_dim = width / 4)."""
+    if width <= 0 or width % 16:
+        raise ValueError(f"tiny-model width must be a positive multiple of 16, got {width}")
+    return dict(CONFIG, n_embd=width, n_ff=3 * width)
+
+
+def _use_more_bits(i_layer: int, n_layers: int) -> bool:
+    # llama-quant.cpp's use_more_bits (integer division as in C++ for these non-negative values)
+    return i_layer < n_layers // 8 or i_layer >= 7 * n_layers // 8 or (i_layer - n_layers // 8) % 3 == 2
+
+
+def q4_k_m_type(name: str, n_layer: int, tied: bool) -> int:
+    """The K-quant llama.cpp's Q4_K_M gives a matrix of a (non-MoE, non-Falcon) model whose rows are multiples of 256:
+    Q6_K for the output head (token_embd when tied), and for attn_v / ffn_down of the layers use_more_bits picks;
+    Q4_K for everything else (llama_tensor_get_type in src/llama-quant.cpp)."""
+    if name == "output.weight" or (tied and name == "token_embd.weight"):
+        return Q6_K
+    if name.endswith(".attn_v.weight") or name.endswith(".ffn_down.weight"):
+        if _use_more_bits(int(name.split(".")[1]), n_layer):
+            return Q6_K
+    return Q4_K
 
 
 def vocab() -> Dict[str, list]:
@@ -48,8 +75,8 @@ def _permute_for_norm_rope(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, 2, n_out // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def make_weights(arch: str, seed: int, tied: bool = False) -> Dict[str, np.ndarray]:
-    c = CONFIG
+def make_weights(arch: str, seed: int, tied: bool = False, width: int = 64) -> Dict[str, np.ndarray]:
+    c = config(width)
     rng = np.random.default_rng(seed)
     n_vocab = len(vocab()["tokens"])
     d, ff = c["n_embd"], c["n_ff"]
@@ -64,7 +91,7 @@ def make_weights(arch: str, seed: int, tied: bool = False) -> Dict[str, np.ndarr
 
     w: Dict[str, np.ndarray] = {"token_embd.weight": rng.standard_normal((n_vocab, d)).astype(np.float32)}
     if arch == "starcoder2":
-        return _starcoder2_weights(w, rng, lin, norm_weight, tied)
+        return _starcoder2_weights(w, rng, lin, norm_weight, tied, c)
     for i in range(c["n_layer"]):
         p = f"blk.{i}."
         w[p + "attn_norm.weight"] = norm_weight(d)
@@ -88,9 +115,8 @@ def make_weights(arch: str, seed: int, tied: bool = False) -> Dict[str, np.ndarr
     return w
 
 
-def _starcoder2_weights(w, rng, lin, norm_weight, tied: bool) -> Dict[str, np.ndarray]:
+def _starcoder2_weights(w, rng, lin, norm_weight, tied: bool, c) -> Dict[str, np.ndarray]:
     """LayerNorm weight + bias, biases on Q/K/V/O and on ffn_up/ffn_down, no ffn_gate (llama.cpp's tensor list)."""
-    c = CONFIG
     d, ff = c["n_embd"], c["n_ff"]
     kv = d // c["n_head"] * c["n_head_kv"]
 
@@ -114,17 +140,20 @@ def _starcoder2_weights(w, rng, lin, norm_weight, tied: bool) -> Dict[str, np.nd
     return w
 
 
-def build(arch: str, seed: int = 0, dtype: str = "f32", tied: bool = False) -> GGUFWriter:
+def build(arch: str, seed: int = 0, dtype: str = "f32", tied: bool = False, width: int = 64) -> GGUFWriter:
     if arch not in ARCHES:
         raise ValueError(f"unknown tiny-model architecture {arch!r} (choose {', '.join(ARCHES)})")
     if dtype not in DTYPES:
         raise ValueError(f"unknown tiny-model dtype {dtype!r} (choose {', '.join(DTYPES)})")
-    c = CONFIG
+    c = config(width)
+    if dtype == "q4_k_m" and width % K_QUANT_WIDTH:
+        raise ValueError(f"--dtype q4_k_m needs a width that is a multiple of {K_QUANT_WIDTH} (K-quant rows), "
+                         f"got {width}; use --width {K_QUANT_WIDTH}")
     v = vocab()
     wr = GGUFWriter()
     wr.add("general.architecture", arch)
     wr.add("general.name", f"repotune-tiny-{arch}")
-    wr.add("general.file_type", u32({"f32": 0, "f16": 1, "q8_0": 7}[dtype]))
+    wr.add("general.file_type", u32(FILE_TYPES[dtype]))
     wr.add(f"{arch}.context_length", u32(c["context_length"]))
     wr.add(f"{arch}.embedding_length", u32(c["n_embd"]))
     wr.add(f"{arch}.block_count", u32(c["n_layer"]))
@@ -156,16 +185,21 @@ def build(arch: str, seed: int = 0, dtype: str = "f32", tied: bool = False) -> G
     wr.add("tokenizer.ggml.add_eos_token", False)
     wr.add("tokenizer.ggml.add_space_prefix", False)
 
-    for name, value in make_weights(arch, seed, tied).items():
+    for name, value in make_weights(arch, seed, tied, width).items():
         if value.ndim == 1 or dtype == "f32":
             wr.add_tensor(name, value)          # norms and biases stay F32, as llama.cpp's converter keeps them
         elif dtype == "f16":
             wr.add_tensor(name, value.astype(np.float16))
-        else:
+        elif dtype == "q8_0":
             wr.add_tensor(name, quantize_q8_0(value), Q8_0, ne=list(reversed(value.shape)))
+        else:
+            t = q4_k_m_type(name, c["n_layer"], tied)
+            quantize = kquants.quantize_q6_k if t == Q6_K else kquants.quantize_q4_k
+            wr.add_tensor(name, quantize(value), t, ne=list(reversed(value.shape)))
     return wr
 
 
-def write_tiny_model(path: str, arch: str = "llama", seed: int = 0, dtype: str = "f32", tied: bool = False) -> str:
-    build(arch, seed, dtype, tied).write(path)
+def write_tiny_model(path: str, arch: str = "llama", seed: int = 0, dtype: str = "f32", tied: bool = False,
+                     width: int = 64) -> str:
+    build(arch, seed, dtype, tied, width).write(path)
     return path

@@ -1,6 +1,7 @@
 import hashlib
 import json
 
+import numpy as np
 import pytest
 
 from conftest import TOKEN_ID, run_cli
@@ -68,3 +69,54 @@ def test_starcoder2_generator_is_deterministic(tmp_path):
 def test_unknown_tiny_arch_is_a_usage_error(tmp_path):
     p, events = run_cli("tiny-model", "--arch", "gpt2", "--out", str(tmp_path / "x.gguf"))
     assert p.returncode == 2 and events[0]["code"] == "bad_args"
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_q4_k_m_mixture_at_width_256(tmp_path, arch):
+    out = str(tmp_path / "k.gguf")
+    p, _ = run_cli("tiny-model", "--arch", arch, "--dtype", "q4_k_m", "--width", "256", "--out", out)
+    assert p.returncode == 0, p.stderr
+    r = GGUFReader(out)
+    assert r.get("general.file_type") == 15                       # LLAMA_FTYPE_MOSTLY_Q4_K_M
+    assert r.get(f"{arch}.embedding_length") == 256 and r.get(f"{arch}.feed_forward_length") == 768
+    assert r.get(f"{arch}.rope.dimension_count") == 64
+    types = {n: t.type_name for n, t in r.tensors.items()}
+    # llama.cpp's Q4_K_M for 2 layers: use_more_bits(i, 2) is true for layer 1 only -> Q6_K attn_v / ffn_down there.
+    assert types["output.weight"] == "Q6_K" and types["token_embd.weight"] == "Q4_K"
+    assert types["blk.0.attn_v.weight"] == types["blk.0.ffn_down.weight"] == "Q4_K"
+    assert types["blk.1.attn_v.weight"] == types["blk.1.ffn_down.weight"] == "Q6_K"
+    for name in ("attn_q", "attn_k", "attn_output", "ffn_gate", "ffn_up"):
+        assert types[f"blk.0.{name}.weight"] == types[f"blk.1.{name}.weight"] == "Q4_K"
+    assert types["blk.0.attn_norm.weight"] == "F32"
+    if arch == "qwen2":
+        assert types["blk.0.attn_q.bias"] == "F32"
+    # the trainer reads the file: every matrix dequantizes to the generator's weights within Q4_K / Q6_K error
+    from repotune_trainer.quants import pack
+    from repotune_trainer.tiny import make_weights
+    w = make_weights(arch, 0, width=256)
+    for name in ("blk.1.ffn_down.weight", "blk.0.attn_q.weight", "output.weight"):
+        x = w[name]
+        got = pack(r.tensors[name]).dequantize().numpy()
+        rel = np.sqrt(((got - x) ** 2).mean() / (x ** 2).mean())
+        assert rel < (0.03 if types[name] == "Q6_K" else 0.12), (name, rel)
+
+
+def test_q4_k_m_tied_head_is_q6_k(tmp_path):
+    from repotune_trainer.tiny import q4_k_m_type
+    from repotune_trainer.quants import Q4_K, Q6_K
+    assert q4_k_m_type("token_embd.weight", 2, tied=True) == Q6_K
+    assert q4_k_m_type("token_embd.weight", 2, tied=False) == Q4_K
+    # 24 layers (Qwen2.5-0.5B): llama.cpp's use_more_bits picks layers 0-2, 21-23 and every third in between
+    picked = [i for i in range(24) if q4_k_m_type(f"blk.{i}.ffn_down.weight", 24, False) == Q6_K]
+    assert picked == [0, 1, 2, 5, 8, 11, 14, 17, 20, 21, 22, 23]
+
+
+def test_q4_k_m_needs_a_width_of_a_multiple_of_256(tmp_path):
+    p, events = run_cli("tiny-model", "--dtype", "q4_k_m", "--out", str(tmp_path / "x.gguf"))
+    assert p.returncode == 2 and events[0]["code"] == "bad_args" and "--width 256" in events[0]["message"]
+
+
+def test_wider_f32_model_loads(tmp_path):
+    from repotune_trainer.gguf import GGUFReader as R
+    r = R(write_tiny_model(str(tmp_path / "w.gguf"), "starcoder2", width=128))
+    assert r.get("starcoder2.embedding_length") == 128 and r.tensors["blk.0.ffn_up.weight"].shape == (384, 128)
