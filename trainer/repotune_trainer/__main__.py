@@ -43,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
                    "few cores, where BLAS threads compete, else half the cores)")
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in OUT/checkpoints")
     t.add_argument("--max-eval-sequences", type=int, default=256, help="cap on validation sequences per evaluation")
+    t.add_argument("--targets", default=None, help="comma-separated LoRA targets among q,k,v,o,gate,up,down "
+                   "(attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down); default: all the model has")
+    t.add_argument("--lora-dropout", type=float, default=0.0, help="dropout probability on the LoRA input path "
+                   "(training only, as PEFT's lora_dropout; default 0)")
+    t.add_argument("--grad-checkpoint", action="store_true", help="recompute each transformer block in backward "
+                   "(keeps only block inputs: less activation memory, ~1/3 more compute; default off)")
 
     m = sub.add_parser("tiny-model", help="write a tiny deterministic GGUF model for tests")
     m.add_argument("--arch", choices=["llama", "qwen2", "starcoder2"], default="llama")

@@ -13,6 +13,7 @@ form for backward: a quantized base costs its quantized size in memory, not its 
 """
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
@@ -20,6 +21,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 from .events import TrainerError
 from .gguf import GGUFError, GGUFReader
@@ -39,6 +41,27 @@ _OPTIONAL_BIASES = ("attn_q", "attn_k", "attn_v")
 _LAYER_NORM_ARCHES = ("starcoder2",)
 _NEOX_ARCHES = ("qwen2", "starcoder2")
 _HAS_SDPA = hasattr(F, "scaled_dot_product_attention")
+# `--targets` names: the short forms and the GGUF tensor names they stand for.
+TARGET_ALIASES = {"q": "attn_q", "k": "attn_k", "v": "attn_v", "o": "attn_output", "gate": "ffn_gate",
+                  "up": "ffn_up", "down": "ffn_down"}
+# torch.utils.checkpoint's use_reentrant argument (PyTorch >= 1.11; 2.4+ warns when it is left out).
+_CKPT_HAS_REENTRANT_ARG = "use_reentrant" in inspect.signature(torch.utils.checkpoint.checkpoint).parameters
+
+
+def parse_targets(spec: Optional[str]) -> Optional[List[str]]:
+    """`q,k,v,o,gate,up,down` (or the GGUF names attn_q, ...) -> GGUF names in LORA_TARGETS order; None/"" = all.
+
+    Unknown names are a bad_args TrainerError naming them and the accepted ones."""
+    if spec is None or not spec.strip():
+        return None
+    names = [n.strip().lower() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in TARGET_ALIASES and n not in LORA_TARGETS]
+    if unknown:
+        raise TrainerError("bad_args", f"Unknown LoRA target(s) {', '.join(repr(n) for n in unknown)} in --targets. "
+                           f"Use a comma-separated list of {', '.join(TARGET_ALIASES)} (or "
+                           f"{', '.join(LORA_TARGETS)}).")
+    chosen = {TARGET_ALIASES.get(n, n) for n in names}
+    return [t for t in LORA_TARGETS if t in chosen]
 
 
 @dataclass
@@ -209,8 +232,13 @@ class LoraModel(nn.Module):
     """A frozen GGUF model plus trainable LoRA A/B pairs (PEFT shapes) on the attention and FFN matrices."""
 
     def __init__(self, reader: GGUFReader, rank: int = 16, alpha: Optional[float] = None,
-                 targets=None, device: str = "cpu", seed: int = 0):
+                 targets=None, device: str = "cpu", seed: int = 0, lora_dropout: float = 0.0,
+                 grad_checkpoint: bool = False):
         super().__init__()
+        # Dropout on the LoRA input path only (PEFT's lora_dropout), in training mode only.
+        self.lora_dropout = float(lora_dropout)
+        # Recompute each transformer block in backward: autograd keeps only the blocks' inputs.
+        self.grad_checkpoint = bool(grad_checkpoint)
         self.cfg = cfg = _config(reader)
         self.path = reader.path
         self.rank, self.alpha = rank, float(alpha if alpha is not None else 2 * rank)
@@ -339,7 +367,10 @@ class LoraModel(nn.Module):
         if pair is not None:
             a, b = pair
             dt = y.dtype
-            y = y + self.scale * ((x.to(dt) @ a.to(dt).t()) @ b.to(dt).t())
+            xl = x.to(dt)
+            if self.lora_dropout > 0 and self.training:
+                xl = F.dropout(xl, self.lora_dropout, training=True)
+            y = y + self.scale * ((xl @ a.to(dt).t()) @ b.to(dt).t())
         return y
 
     def _attention(self, x: torch.Tensor, i: int) -> torch.Tensor:
@@ -375,14 +406,29 @@ class LoraModel(nn.Module):
             return layer_norm(h, self.small[name + ".weight"], self.small[name + ".bias"], self.cfg.rms_eps)
         return rms_norm(h, self.small[name + ".weight"], self.cfg.rms_eps)
 
+    def _block(self, h: torch.Tensor, i: int) -> torch.Tensor:
+        p = f"blk.{i}."
+        h = h + self._attention(self._norm(h, p + "attn_norm"), i).float()
+        return h + self._ffn(self._norm(h, p + "ffn_norm"), i).float()
+
+    def _checkpointed_block(self, h: torch.Tensor, i: int) -> torch.Tensor:
+        """The block under torch.utils.checkpoint: only its input h is kept; backward runs it again (the RNG state,
+        so any LoRA dropout mask, and autocast are restored for the recomputation by torch)."""
+        if _CKPT_HAS_REENTRANT_ARG:
+            # Non-reentrant: gradients reach the LoRA parameters even though h (frozen embeddings) needs none.
+            return torch.utils.checkpoint.checkpoint(self._block, h, i, use_reentrant=False)
+        # Old PyTorch (reentrant only): parameters get gradients only if an input requires grad.
+        if not h.requires_grad:
+            h = h.detach().requires_grad_(True)
+        return torch.utils.checkpoint.checkpoint(self._block, h, i)
+
     def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
         """Final normalized hidden states (batch, seq, n_embd) in float32."""
         c = self.cfg
         h = embed_rows(self.weights["token_embd.weight"], tokens)
+        checkpointing = self.grad_checkpoint and self.training and torch.is_grad_enabled()
         for i in range(c.n_layer):
-            p = f"blk.{i}."
-            h = h + self._attention(self._norm(h, p + "attn_norm"), i).float()
-            h = h + self._ffn(self._norm(h, p + "ffn_norm"), i).float()
+            h = self._checkpointed_block(h, i) if checkpointing else self._block(h, i)
         return self._norm(h, "output_norm")
 
     def head(self, h: torch.Tensor) -> torch.Tensor:

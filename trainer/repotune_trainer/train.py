@@ -35,7 +35,7 @@ from .checkpoint import latest_checkpoint, load_latest_checkpoint, save_checkpoi
 from .data import PAD, batch_indices, load_dataset, to_inputs_targets
 from .device import Dist, pick_device, set_cpu_threads
 from .events import TrainerError, emit, log
-from .model import LoraModel, open_model
+from .model import ARCH_MATRICES, LoraModel, open_model, parse_targets
 
 
 class StopRequested:
@@ -117,6 +117,8 @@ def _validate_args(a) -> None:
     if a.alpha is not None and not a.alpha > 0: problems.append("--alpha must be positive")
     if a.grad_accum < 1: problems.append("--grad-accum must be at least 1")
     if a.patience < 0: problems.append("--patience must be 0 (off) or more")
+    dropout = getattr(a, "lora_dropout", 0.0)
+    if not 0.0 <= dropout < 1.0: problems.append("--lora-dropout must be at least 0 and below 1")
     if problems:
         raise TrainerError("bad_args", "; ".join(problems) + ".")
 
@@ -157,6 +159,8 @@ def _resume_state(a, dist: Dist):
 def train(a, stop: StopRequested, dist: Dist = None) -> int:
     dist = dist or Dist()
     _validate_args(a)
+    targets = parse_targets(getattr(a, "targets", None))   # None = every matrix the architecture has
+    lora_dropout = float(getattr(a, "lora_dropout", 0.0) or 0.0)
     a.eval_every = a.eval_every or max(1, a.steps // 8)
     a.checkpoint_every = a.checkpoint_every or max(1, a.steps // 4)
     device = pick_device(a.device)
@@ -164,7 +168,15 @@ def train(a, stop: StopRequested, dist: Dist = None) -> int:
     threads = set_cpu_threads(a.threads, dist.local_world if dist.enabled else 1) if device == "cpu" else None
     torch.manual_seed(a.seed)
     reader = open_model(a.model)
-    model = LoraModel(reader, rank=a.rank, alpha=a.alpha, device=device, seed=a.seed)
+    model = LoraModel(reader, rank=a.rank, alpha=a.alpha, targets=targets, device=device, seed=a.seed,
+                      lora_dropout=lora_dropout, grad_checkpoint=bool(getattr(a, "grad_checkpoint", False)))
+    if targets is not None:
+        missing = [t for t in targets if t not in ARCH_MATRICES[model.cfg.arch]]
+        if not model.lora_names:
+            raise TrainerError("bad_args", f"--targets selects only {', '.join(missing)}, which a {model.cfg.arch} "
+                               f"model does not have; it has {', '.join(ARCH_MATRICES[model.cfg.arch])}.")
+        if missing:
+            log(f"--targets: a {model.cfg.arch} model has no {', '.join(missing)}; training the others")
     data = load_dataset(a.data, model.cfg.n_vocab)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=a.lr, betas=(0.9, 0.999), weight_decay=0.0)
@@ -182,7 +194,8 @@ def train(a, stop: StopRequested, dist: Dist = None) -> int:
     # where the interrupted one was (tests/test_resume.py); other settings are allowed but logged.
     settings = {"batch": a.batch, "grad_accum": a.grad_accum, "seed": a.seed, "lr": a.lr, "steps": a.steps,
                 "warmup": warmup, "eval_every": a.eval_every, "patience": a.patience,
-                "max_eval_sequences": a.max_eval_sequences}
+                "max_eval_sequences": a.max_eval_sequences,
+                "targets": sorted({n.split(".")[2] for n in model.lora_names}), "lora_dropout": lora_dropout}
     start_step, val_loss_base = 0, None
     best = {"val_loss": None, "step": None, "lora": None}   # the evaluated state with the lowest validation loss
     early = {"bad_evals": 0}   # evaluations since the best one (early stopping)
@@ -194,6 +207,9 @@ def train(a, stop: StopRequested, dist: Dist = None) -> int:
             if ck.get("rank") != a.rank or ck.get("model_size") != os.path.getsize(a.model):
                 raise TrainerError("bad_args", f"The checkpoint {path} was made with another model or LoRA rank; "
                                    "start a new run instead of resuming.")
+            if set(ck["lora"]) != set(model.lora_state()):
+                raise TrainerError("bad_args", f"The checkpoint {path} was made with other LoRA targets (--targets); "
+                                   "start a new run instead of resuming, or resume with the same targets.")
             model.load_lora_state(ck["lora"])
             opt.load_state_dict(ck["optimizer"])
             start_step, val_loss_base = int(ck["step"]), ck.get("val_loss_base")
@@ -276,6 +292,9 @@ def train(a, stop: StopRequested, dist: Dist = None) -> int:
         micro = [rows[i:i + a.batch] for i in range(0, rows.shape[0], a.batch)]
         weighted = len(micro) > 1 or dist.enabled
         opt.zero_grad(set_to_none=True)
+        if lora_dropout > 0:
+            # The dropout masks are a pure function of (seed, step), like the batches, so --resume stays exact.
+            torch.manual_seed(a.seed * 1_000_003 + step)
         loss_sum, n_tokens = 0.0, 0
         for part in micro:
             inputs, targets = to_inputs_targets(part, device)
