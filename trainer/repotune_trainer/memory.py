@@ -1,0 +1,186 @@
+"""Peak-memory estimate of a `train` run, from the GGUF's shapes and weight types alone (no tensor is loaded).
+
+`estimate(model_path, seq_len, batch, rank, device)` returns a breakdown in bytes and `total`. It follows what
+model.py and train.py keep alive at the peak of a step, which is the start of the backward pass (every layer's saved
+activations are live, and the output head's logits and their gradient copies are being processed):
+
+- weights: the frozen matrices as stored (FrozenMatmul keeps them packed), norms and biases as float32; a tied
+  output head counted once. On cpu also `mapped_file`: `pack()` copies every tensor out of the GGUF's memory map,
+  and the reader stays open for the whole run, so the file's pages stay resident (they count in the RSS).
+- lora: A and B, their gradients, AdamW's two moments, and the best-so-far copy train.py keeps (5 x float32).
+- activations: what autograd saves per layer (see `_layer_activations`), for batch x seq_len tokens.
+- transient: the larger of (a) the output head: logits, log-softmax and its gradient copies for batch x seq_len
+  tokens x vocab (float32) plus the dequantized head matrix, and (b) a layer's backward: the dequantized largest
+  matrix plus the gradients in flight.
+- cpu_allocator (cpu only): CPU_ALLOCATOR_FACTOR x activations, the heap growth the temporaries leave behind
+  (measured, see the constant).
+- runtime (cpu only): the resident size of a process that has imported the trainer and run one small backward
+  (Python, PyTorch, its BLAS buffers, the autograd engine), measured once per process in a fresh subprocess.
+
+The padding fraction of the dataset is unknown here, so the head is sized for all batch x seq_len tokens (an upper
+bound). cuda estimates device memory (bf16 matmul outputs under autocast where the GPU supports it, plus a CUDA context
+allowance is left to the caller: the number is what PyTorch allocates, not nvidia-smi's figure).
+
+CLI: `python -m repotune_trainer.memory --model M --seq-len N --batch B --rank R [--device cpu|cuda]` prints one JSON
+line: the same dict.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import os
+import subprocess
+import sys
+from typing import Dict
+
+from .gguf import GGUFReader, tensor_nbytes, type_name
+
+F32_BYTES = 4
+# glibc's heap does not give back the forward/backward temporaries' memory in a reusable shape: a CPU process's RSS
+# grows by about this many times the saved activations beyond them (measured on PyTorch 1.13 CPU, tiny qwen2 width 256/512, 2
+# training steps: 1.2x-2.3x; it keeps creeping up a little over later steps, +7% from step 2 to 6 at width 512).
+CPU_ALLOCATOR_FACTOR = 1.7
+_QUANT_DEQUANT_COPIES = {"F32": 0, "F16": 1, "BF16": 1}   # extra full-size tensors dequantize() makes; others: 2
+
+
+def _has_sdpa() -> bool:
+    try:
+        import torch.nn.functional as F
+        return hasattr(F, "scaled_dot_product_attention")
+    except ImportError:  # pragma: no cover
+        return False
+
+
+def _meta(r: GGUFReader) -> Dict[str, int]:
+    arch = r.architecture
+    g = lambda k, d=None: r.get(f"{arch}.{k}", d)  # noqa: E731
+    n_embd = int(g("embedding_length"))
+    n_head = int(g("attention.head_count"))
+    head_dim = int(g("attention.key_length", n_embd // n_head))
+    return dict(arch=arch, n_embd=n_embd, n_layer=int(g("block_count")), n_head=n_head,
+                n_head_kv=int(g("attention.head_count_kv", n_head)), head_dim=head_dim,
+                n_ff=int(g("feed_forward_length")), n_vocab=int(r.tensors["token_embd.weight"].shape[0]),
+                gated=arch != "starcoder2")
+
+
+def _layer_activations(m: Dict[str, int], batch: int, seq: int, rank: int, act: int, sdpa: bool, first: bool) -> int:
+    """Bytes autograd keeps for backward in one layer (model.py, no checkpointing). act: bytes of a matmul output.
+
+    Norms (float32): the residual input (saved by pow and mul), x * rsqrt, and the output (saved by the LoRA matmuls);
+    in layer 0 the attention norm's input does not require grad, so only its output is kept.
+    Each LoRA linear keeps x @ A (T x rank); FrozenMatmul keeps only the packed weight.
+    Attention: Q and K projections (kept by RoPE's multiplies) and their RoPE outputs; with grouped-query attention
+    K and V repeated to n_head (the un-repeated K-RoPE and V are then freed); then either the softmax probabilities
+    (B x H x n x n, float32, PyTorch < 2.0 path) or SDPA's output and log-sum-exp; the re-laid-out output.
+    FFN: gated: gate, silu(gate), up, silu*up; starcoder2: up, gelu(up).
+    """
+    T = batch * seq
+    d, H, Hkv, hd, f = m["n_embd"], m["n_head"], m["n_head_kv"], m["head_dim"], m["n_ff"]
+    q, kv = H * hd, Hkv * hd
+    norms = (1 if first else 3) * T * d * F32_BYTES + 3 * T * d * F32_BYTES
+    n_lin = 7 if m["gated"] else 6
+    lora = n_lin * T * rank * act
+    att = T * q * act * 2 + T * kv * act          # q_lin, q_rope, k_lin
+    if H != Hkv:
+        att += 2 * T * q * act                     # repeated K and V
+    else:
+        att += 2 * T * kv * act                    # k_rope, v
+    if sdpa:
+        att += T * q * act + batch * H * seq * F32_BYTES
+    else:
+        att += batch * H * seq * seq * F32_BYTES
+    att += T * q * act                             # o, transposed and reshaped (a copy)
+    ffn = (4 if m["gated"] else 2) * T * f * act
+    return norms + lora + att + ffn
+
+
+@functools.lru_cache(maxsize=None)
+def runtime_baseline() -> int:
+    """Resident bytes of a fresh process that imported the trainer and ran a small forward/backward/AdamW step."""
+    code = ("import torch, repotune_trainer.train\n"
+            "a = torch.nn.Parameter(torch.randn(64, 64)); o = torch.optim.AdamW([a])\n"
+            "(torch.randn(32, 64) @ a).sum().backward(); o.step()\n"
+            "print([int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')][0] * 1024)\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    try:
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+        return int(p.stdout.strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return 300 * 2**20   # no /proc (macOS) or a failure: a typical PyTorch 1.13-2.x CPU process
+
+
+def estimate(model_path: str, seq_len: int, batch: int, rank: int, device: str = "cpu") -> Dict[str, object]:
+    if device not in ("cpu", "cuda"):
+        raise ValueError("device must be 'cpu' or 'cuda'")
+    r = GGUFReader(model_path)
+    m = _meta(r)
+    cuda = device == "cuda"
+    act = 2 if cuda else F32_BYTES        # bf16 autocast on CUDA (full precision on GPUs without bf16: an underestimate)
+    sdpa = _has_sdpa()
+
+    weights = mapped = 0
+    largest_layer, head_deq = 0, 0
+    for name, t in r.tensors.items():
+        nb = tensor_nbytes(t.ggml_type, t.ne)
+        mapped += nb
+        is_matrix = len(t.shape) == 2 and name != "rope_freqs.weight"
+        weights += nb if is_matrix else t.n_elements * F32_BYTES
+        if is_matrix:
+            copies = _QUANT_DEQUANT_COPIES.get(type_name(t.ggml_type), 2)
+            deq = copies * t.n_elements * act
+            if name.startswith("blk."):
+                largest_layer = max(largest_layer, deq)
+    head = r.tensors.get("output.weight") or r.tensors["token_embd.weight"]
+    head_deq = _QUANT_DEQUANT_COPIES.get(type_name(head.ggml_type), 2) * head.n_elements * act
+
+    n_lora = 0
+    targets = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
+    for i in range(m["n_layer"]):
+        for n in targets:
+            t = r.tensors.get(f"blk.{i}.{n}.weight")
+            if t is not None:
+                n_out, n_in = t.shape
+                n_lora += rank * (n_in + n_out)
+    lora = 5 * n_lora * F32_BYTES
+
+    T = batch * seq_len
+    activations = sum(_layer_activations(m, batch, seq_len, rank, act, sdpa, i == 0) for i in range(m["n_layer"]))
+    activations += 3 * T * m["n_embd"] * F32_BYTES          # output norm: input, x * rsqrt, output
+    # Head: logits (freed after log_softmax) and log_softmax (saved); in backward its gradient, log_softmax's backward
+    # output and the float32 grad_y copy: about three N x vocab float32 tensors at once, plus the dequantized head.
+    head_peak = 3 * T * m["n_vocab"] * F32_BYTES + head_deq
+    # A layer's backward: the dequantized matrix, and the gradients in flight (a few T x n_ff, or the B x H x n x n
+    # attention-score gradients without SDPA).
+    grads = 3 * T * m["n_ff"] * act
+    if not sdpa:
+        grads = max(grads, 3 * batch * m["n_head"] * seq_len * seq_len * F32_BYTES)
+    layer_peak = largest_layer + grads
+    transient = max(head_peak, layer_peak)
+
+    out = {"device": device, "seq_len": seq_len, "batch": batch, "rank": rank, "arch": m["arch"],
+           "weights": int(weights), "mapped_file": int(mapped) if not cuda else 0, "lora": int(lora),
+           "activations": int(activations), "transient": int(transient),
+           "cpu_allocator": 0 if cuda else int(CPU_ALLOCATOR_FACTOR * activations),
+           "runtime": int(runtime_baseline()) if not cuda else 0}
+    out["total"] = sum(out[k] for k in ("weights", "mapped_file", "lora", "activations", "transient", "cpu_allocator",
+                                        "runtime"))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m repotune_trainer.memory", description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--seq-len", type=int, required=True)
+    p.add_argument("--batch", type=int, required=True)
+    p.add_argument("--rank", type=int, required=True)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    a = p.parse_args(argv)
+    print(json.dumps(estimate(a.model, a.seq_len, a.batch, a.rank, a.device)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
