@@ -50,6 +50,13 @@ const PHASE_ICON: Record<RunSnapshot["phase"], string> = {
   failed: "error",
 };
 
+function formatBytes(n: number): string {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  for (; n >= 1000 && i < units.length - 1; i++) n /= 1000;
+  return `${n.toFixed(n >= 100 || i === 0 ? 0 : 1)} ${units[i]}`;
+}
+
 const num = (x: number | null, digits = 3) => (x === null ? "–" : x.toFixed(digits));
 const basename = (p: string) => p.split(/[\\/]/).pop() ?? p;
 
@@ -74,6 +81,7 @@ export function summaryHtml(s: RunSnapshot): string {
     parts.push(row("Files skipped", skipped ? `${skipped} (${reasons})` : "0", "files-skipped"));
     parts.push(row("Training tokens", s.dataset.trainTokens.toLocaleString("en-US"), "train-tokens"));
   }
+  if (s.estimate) parts.push(row("Estimated peak memory", `${formatBytes(s.estimate.peakBytes)} (${s.estimate.device})`, "estimate"));
   if (s.device) parts.push(row("Device", s.device, "device"));
   if (s.steps) parts.push(row("Step", `${s.step} / ${s.steps}`, "step"));
   if (s.loss !== null) parts.push(row("Loss", num(s.loss), "loss"));

@@ -5,7 +5,7 @@ import type { RunSnapshot } from "../protocol/webview";
 
 export function emptySnapshot(activeAdapter: string | null = null, model: string | null = null): RunSnapshot {
   return {
-    phase: "idle", runId: null, folder: null, model, dataset: null, device: null,
+    phase: "idle", runId: null, folder: null, model, dataset: null, device: null, estimate: null,
     step: 0, steps: 0, loss: null, tokensPerS: null, valLossBase: null, valLoss: null,
     losses: [], valLosses: [], adapterPath: null, activeAdapter, error: null, errorAction: null,
   };
@@ -24,6 +24,8 @@ export function applyRunEvent(s: RunSnapshot, e: RunEvent): RunSnapshot {
       return { ...s, phase: e.phase };
     case "dataset":
       return { ...s, dataset: e.summary };
+    case "estimate":
+      return { ...s, estimate: { device: e.device, peakBytes: e.peakBytes } };
     case "adapter":
       return { ...s, adapterPath: e.adapterPath };
     case "error":

@@ -12,6 +12,7 @@ import { UserError, messageOf } from "./errors";
 import { buildDataset, DatasetAborted } from "./dataset/build";
 import { checkPython, PYTHON_SETTING } from "./python";
 import { runTrainer, type TrainerExit } from "./trainerProcess";
+import { estimateMemory } from "./memoryEstimate";
 import {
   appendEvent, createRun, fileIdentity, gitCommit, writeManifest, TrainSettingsSchema,
   type RunManifest, type RunPaths,
@@ -166,7 +167,9 @@ class Pipeline {
       await ownEngine?.dispose();
       ownEngine = undefined;
 
-      await python.unwrap();
+      const selftest = await python.unwrap();
+      if (opts.signal?.aborted) return this.finishStopped(settings, await model.unwrap(), await commit, null);
+      await this.estimate(opts, settings, settings.device === "auto" ? selftest.device ?? "cpu" : settings.device);
       if (opts.signal?.aborted) return this.finishStopped(settings, await model.unwrap(), await commit, null);
       this.emit({ type: "phase", time: Date.now(), phase: "training" });
       const exit = await runTrainer({
@@ -184,6 +187,19 @@ class Pipeline {
       return this.fail(err);
     } finally {
       await ownEngine?.dispose().catch(() => undefined);
+    }
+  }
+
+  /** Reports the trainer's predicted peak memory; a failed estimate is logged and does not stop the run. */
+  private async estimate(opts: TuneOptions, settings: TrainSettings, device: string): Promise<void> {
+    try {
+      const e = await estimateMemory({
+        python: opts.python, trainerRoot: opts.trainerRoot, modelPath: path.resolve(opts.modelPath),
+        seqLen: settings.seqLen, batch: settings.batch, rank: settings.rank, device,
+      });
+      this.emit({ type: "estimate", time: Date.now(), device, peakBytes: e.total });
+    } catch (err) {
+      this.emit({ type: "log", time: Date.now(), message: `No memory estimate: ${messageOf(err)}` });
     }
   }
 

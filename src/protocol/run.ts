@@ -23,6 +23,8 @@ export const RunEvent = z.discriminatedUnion("type", [
   z.object({ type: z.literal("run"), time: z.number(), runId: z.string(), folder: z.string(), modelPath: z.string(), runDir: z.string() }),
   z.object({ type: z.literal("phase"), time: z.number(), phase: RunPhase }),
   z.object({ type: z.literal("dataset"), time: z.number(), summary: DatasetSummary }),
+  /** The trainer's prediction of its peak memory for this model and these settings, before it starts. */
+  z.object({ type: z.literal("estimate"), time: z.number(), device: z.string(), peakBytes: z.number().nonnegative() }),
   z.object({ type: z.literal("trainer"), time: z.number(), event: TrainerEvent }),
   z.object({ type: z.literal("adapter"), time: z.number(), adapterPath: z.string(), manifestPath: z.string() }),
   z.object({ type: z.literal("error"), time: z.number(), message: z.string(), action: z.string().optional() }),

@@ -99,6 +99,12 @@ export function parseTrainerLine(line: string): ParsedLine {
   return { ok: true, event: r.data };
 }
 
+/** `python -m repotune_trainer.memory ...` prints exactly one line of this shape: bytes, by part and in total. */
+export const TrainerMemoryEstimate = z
+  .object({ device: z.string(), total: z.number().nonnegative() })
+  .catchall(z.union([z.number(), z.string()]));
+export type TrainerMemoryEstimate = z.infer<typeof TrainerMemoryEstimate>;
+
 /** `python -m repotune_trainer selftest` prints exactly one line of this shape. */
 export const TrainerSelftest = z.object({
   ok: z.boolean(),

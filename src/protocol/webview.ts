@@ -11,6 +11,8 @@ export const RunSnapshot = z.object({
   model: z.string().nullable(),
   dataset: DatasetSummary.nullable(),
   device: z.string().nullable(),
+  /** The trainer's predicted peak memory for this run, in bytes, and the device it is for. */
+  estimate: z.object({ device: z.string(), peakBytes: z.number() }).nullable(),
   step: z.number().int(),
   steps: z.number().int(),
   loss: z.number().nullable(),

@@ -106,6 +106,7 @@ test("fine-tune from the command palette, follow it in the Run view, accept the 
     assert.match(seen.get("Training").step ?? "", /^\d+ \/ \d+$/, "training showed no step count");
     assert.match(seen.get("Training").loss ?? "", /^\d+\.\d+$/, "training showed no loss");
     assert.match((await textOf(view.locator('[data-testid="active-adapter"]'))) ?? "", /\.gguf$/, "no active adapter after the run");
+    assert.match((await textOf(view.locator('[data-testid="estimate"]'))) ?? "", /^\d+(\.\d)? [KMG]B \(cpu\)$/, "no memory estimate shown");
 
     // "Show training run" from the view opens the run panel: the same run, with a loss chart.
     await view.locator('vscode-button[data-command="showRun"]').click();
@@ -116,7 +117,7 @@ test("fine-tune from the command palette, follow it in the Run view, accept the 
     await panel.locator("#chart canvas").waitFor({ timeout: 30_000 });
     await page.waitForTimeout(500); // the chart draws on the next animation frame
     await shot("run-panel");
-    for (const id of ["step", "val-loss-base", "val-loss", "active-adapter"]) {
+    for (const id of ["step", "val-loss-base", "val-loss", "active-adapter", "estimate"]) {
       assert.equal(await textOf(panel.locator(`[data-testid="${id}"]`)), await textOf(view.locator(`[data-testid="${id}"]`)), `the panel and the view disagree on ${id}`);
     }
     await page.keyboard.press("Control+W"); // close the panel; the editor below is where we type

@@ -9,6 +9,7 @@ const events: RunEvent[] = [
   { type: "run", time: t, runId: "r1", folder: "/repo", modelPath: "/m/tiny.gguf", runDir: "/runs/x/r1" },
   { type: "phase", time: t, phase: "preparing" },
   { type: "dataset", time: t, summary: { filesUsed: 5, filesSkipped: { binary: 2 }, examples: 40, trainSequences: 10, valSequences: 2, trainTokens: 2560, valTokens: 512, seqLen: 256, promptFormat: "qwen2.5-coder" } },
+  { type: "estimate", time: t, device: "cpu", peakBytes: 391_606_169 },
   { type: "phase", time: t, phase: "training" },
   { type: "trainer", time: t, event: { event: "start", device: "cpu", torch_version: "1.13.1", arch: "llama", n_layer: 2, n_embd: 64, vocab_size: 272, weight_types: ["F32"], trainable_params: 1000, total_params: 100000, steps: 3, batch: 4, seq_len: 256, train_sequences: 10, val_sequences: 2 } },
   { type: "trainer", time: t, event: { event: "eval", step: 0, val_loss: 5.6 } },
@@ -28,6 +29,7 @@ test("a run's events fold into the snapshot the views draw", () => {
   assert.equal(s.model, "/m/tiny.gguf");
   assert.equal(s.dataset?.filesUsed, 5);
   assert.equal(s.device, "cpu");
+  assert.deepEqual(s.estimate, { device: "cpu", peakBytes: 391_606_169 });
   assert.deepEqual([s.step, s.steps], [3, 3]);
   assert.equal(s.loss, 4.0);
   assert.equal(s.tokensPerS, 1000);

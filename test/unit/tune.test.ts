@@ -78,6 +78,11 @@ describe("tune, end to end on the tiny model", () => {
     assert.equal(trainerEvents.filter((e) => e === "step").length, 6);
     assert.equal(trainerEvents.at(-1), "done");
     assert.ok(events.some((e) => e.type === "adapter" && e.adapterPath === result.adapterPath));
+    // The trainer's memory estimate comes before training, for the device the run uses.
+    const estimate = events.findIndex((e) => e.type === "estimate");
+    assert.ok(estimate >= 0 && estimate < events.findIndex((e) => e.type === "trainer"), "no memory estimate before training");
+    const e = events[estimate];
+    assert.ok(e.type === "estimate" && e.device === "cpu" && e.peakBytes > 100e6, `estimate ${JSON.stringify(e)}`);
 
     const meta = DatasetMeta.parse(JSON.parse(readFileSync(path.join(result.runDir, "data", "meta.json"), "utf8")));
     assert.equal(meta.seq_len, 64);
