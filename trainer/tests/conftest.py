@@ -91,3 +91,20 @@ def tiny_models(tmp_path_factory):
 def small_dataset(tmp_path_factory):
     d = tmp_path_factory.mktemp("data")
     return write_dataset(d, repetitive_examples(24, 0), repetitive_examples(6, 1), seq_len=96)
+
+
+def assert_behaves_as_dense(pw, n_in: int) -> None:
+    """A packed weight computes what its dequantized matrix does: matmul forward and input gradient, embedding rows,
+    and a bf16 dequantization equal to the rounded float32 one."""
+    import torch
+    from repotune_trainer.model import embed_rows, frozen_matmul
+
+    dense = pw.dequantize()
+    x = torch.randn(3, n_in, dtype=torch.float32, requires_grad=True)
+    y = frozen_matmul(x, pw)
+    assert torch.allclose(y, x @ dense.t(), atol=1e-4)
+    y.sum().backward()
+    assert torch.allclose(x.grad, dense.sum(0).expand(3, -1), atol=1e-4)
+    ids = torch.tensor([[4, 0], [5, 4]])
+    assert torch.equal(embed_rows(pw, ids), dense[ids])
+    assert torch.equal(pw.dequantize(torch.bfloat16), dense.to(torch.bfloat16))

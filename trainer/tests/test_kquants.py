@@ -9,7 +9,7 @@ import torch
 
 from repotune_trainer import kquants
 from repotune_trainer.gguf import TensorInfo
-from repotune_trainer.model import embed_rows, frozen_matmul
+from conftest import assert_behaves_as_dense
 from repotune_trainer.quants import Q4_K, Q5_K, Q6_K, pack
 
 TYPES = {"Q4_K": Q4_K, "Q5_K": Q5_K, "Q6_K": Q6_K}
@@ -200,15 +200,7 @@ def test_frozen_matmul_and_embedding_rows(name):
     rng = np.random.default_rng(5)
     w = rng.standard_normal((6, 512)).astype(np.float32)
     pw = pack(_info(TYPES[name], [512, 6], kquants.QUANTIZERS[name](w)))
-    dense = pw.dequantize()
-    x = torch.randn(3, 512, dtype=torch.float32, requires_grad=True)
-    y = frozen_matmul(x, pw)
-    assert torch.allclose(y, x @ dense.t(), atol=1e-4)
-    y.sum().backward()
-    assert torch.allclose(x.grad, dense.sum(0).expand(3, -1), atol=1e-4)
-    ids = torch.tensor([[4, 0], [5, 4]])
-    assert torch.equal(embed_rows(pw, ids), dense[ids])
-    assert torch.equal(pw.dequantize(torch.bfloat16), dense.to(torch.bfloat16))
+    assert_behaves_as_dense(pw, 512)
     assert pw.nbytes() == 6 * 2 * kquants.BLOCK_BYTES[name]    # stays packed: exactly the file's bytes
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import assert_behaves_as_dense
 from repotune_trainer.gguf import TensorInfo
 from repotune_trainer.quants import BF16, F16, F32, Q4_0, Q8_0, pack, quantize_q8_0
 
@@ -161,7 +162,6 @@ def test_q4_1_hand_block():
 
 @pytest.mark.parametrize("name", ["Q4_1", "Q5_0", "Q5_1"])
 def test_legacy_frozen_matmul_and_embedding_rows(name):
-    from repotune_trainer.model import embed_rows, frozen_matmul
     rng = np.random.default_rng(2)
     bb, offs = LEGACY[name]
     raw = rng.integers(0, 256, size=(6, 2 * bb), dtype=np.uint8)
@@ -169,12 +169,4 @@ def test_legacy_frozen_matmul_and_embedding_rows(name):
         for off in offs:
             raw[:, b * bb + off:b * bb + off + 2] = (rng.standard_normal((6, 1)) * 0.05).astype(np.float16).view(np.uint8)
     pw = _legacy_deq(name, raw, 6, 64)
-    dense = pw.dequantize()
-    x = torch.randn(3, 64, dtype=torch.float32, requires_grad=True)
-    y = frozen_matmul(x, pw)
-    assert torch.allclose(y, x @ dense.t(), atol=1e-4)
-    y.sum().backward()
-    assert torch.allclose(x.grad, dense.sum(0).expand(3, -1), atol=1e-4)
-    ids = torch.tensor([[4, 0], [5, 4]])
-    assert torch.equal(embed_rows(pw, ids), dense[ids])
-    assert torch.equal(pw.dequantize(torch.bfloat16), dense.to(torch.bfloat16))
+    assert_behaves_as_dense(pw, 64)
