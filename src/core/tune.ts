@@ -307,6 +307,7 @@ function trainerArgs(modelPath: string, run: RunPaths, s: TrainSettings): string
     "--model", path.resolve(modelPath),
     "--data", run.dataDir,
     "--out", run.runDir,
+    "--run-id", run.runId,
     "--adapter-out", run.adapterPath,
     "--steps", String(s.steps),
     "--lr", String(s.lr),

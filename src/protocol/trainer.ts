@@ -2,7 +2,8 @@
 // Nothing else parses trainer output. Unknown or malformed lines are reported, never fatal.
 import { z } from "zod";
 
-const base = { time: z.number().optional() };
+// Every event carries the protocol version ("v", see trainer/repotune_trainer/events.py) and the run's id.
+const base = { time: z.number().optional(), v: z.literal(1).optional(), run_id: z.string().optional() };
 
 export const TrainerStart = z.object({
   ...base,

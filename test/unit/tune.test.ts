@@ -75,6 +75,7 @@ describe("tune, end to end on the tiny model", () => {
     assert.deepEqual(logged, events.map((e) => RunEvent.parse(e)));
     const trainerEvents = events.flatMap((e) => (e.type === "trainer" ? [e.event.event] : []));
     assert.equal(trainerEvents[0], "start");
+    for (const e of events) if (e.type === "trainer") assert.ok(e.event.v === 1 && e.event.run_id === result.runId, `event without version or run id: ${JSON.stringify(e.event)}`);
     assert.equal(trainerEvents.filter((e) => e === "step").length, 6);
     assert.equal(trainerEvents.at(-1), "done");
     assert.ok(events.some((e) => e.type === "adapter" && e.adapterPath === result.adapterPath));

@@ -24,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--model", required=True, help="base model GGUF")
     t.add_argument("--data", required=True, help="dataset folder with train.bin, val.bin, meta.json")
     t.add_argument("--out", required=True, help="run folder (checkpoints/ goes here)")
+    t.add_argument("--run-id", default=None, help="id carried by every event (default: the run folder's name)")
     t.add_argument("--adapter-out", required=True, help="path of the adapter GGUF to write")
     t.add_argument("--steps", type=int, default=200)
     t.add_argument("--lr", type=float, default=3e-3)

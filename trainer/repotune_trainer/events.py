@@ -12,6 +12,18 @@ import time
 from typing import Any
 
 
+#: Version of this protocol, in every event as "v". Bump it when a field changes meaning or goes away.
+PROTOCOL_VERSION = 1
+
+_run_id: "str | None" = None
+
+
+def set_run_id(run_id: "str | None") -> None:
+    """Every later event carries this id as "run_id", so a reader can tell whose run a line belongs to."""
+    global _run_id
+    _run_id = run_id
+
+
 class TrainerError(Exception):
     """A failure the user can act on. `code` is one of TrainerErrorCode in src/protocol/trainer.ts."""
 
@@ -39,7 +51,8 @@ def worker_rank() -> int:
 def emit(event: str, **fields: Any) -> None:
     """One event on stdout, from rank 0 only: under torchrun the other ranks stay silent on stdout (their `error`
     events go to stderr, so a failure on another rank still leaves a trace in the log)."""
-    line = {"event": event, "time": time.time(), **{k: _clean(v) for k, v in fields.items()}}
+    line = {"event": event, "time": time.time(), "v": PROTOCOL_VERSION,
+            **({"run_id": _run_id} if _run_id is not None else {}), **{k: _clean(v) for k, v in fields.items()}}
     rank = worker_rank()
     if rank:
         if event == "error":

@@ -34,7 +34,7 @@ from .adapter import write_adapter
 from .checkpoint import latest_checkpoint, load_latest_checkpoint, save_checkpoint
 from .data import PAD, batch_indices, load_dataset, to_inputs_targets
 from .device import Dist, pick_device, set_cpu_threads
-from .events import TrainerError, emit, log
+from .events import TrainerError, emit, log, set_run_id
 from .model import ARCH_MATRICES, LoraModel, open_model, parse_targets
 
 
@@ -346,6 +346,7 @@ def train(a, stop: StopRequested, dist: Dist = None) -> int:
 
 
 def run_train(a) -> int:
+    set_run_id(a.run_id or os.path.basename(os.path.normpath(a.out)))
     stop = StopRequested()
     stop.install()
     dist = Dist()

@@ -73,6 +73,15 @@ def test_adapter_gguf_is_what_llama_cpp_loads(trained):
     assert any(np.abs(t.data).max() > 0 for n, t in r.tensors.items() if n.endswith("lora_b"))
 
 
+def test_every_event_carries_the_protocol_version_and_run_id(trained, tiny_models, small_dataset, tmp_path):
+    _, events, _, out = trained
+    assert events and all(e["v"] == 1 and e["run_id"] == os.path.basename(str(out)) for e in events)
+    p, events = run_cli(*train_args(tiny_models[("qwen2", "q8_0")], small_dataset, str(tmp_path), str(tmp_path / "a.gguf"),
+                                    "--steps", "1", "--run-id", "run-42", *STEP_ARGS))
+    assert p.returncode == 0, p.stderr
+    assert events and all(e["run_id"] == "run-42" for e in events)
+
+
 def test_events_match_the_typescript_schema(trained):
     """Parse every line with the real zod schema of src/protocol/trainer.ts (bundled on the fly with esbuild)."""
     repo = os.path.dirname(TRAINER_ROOT)
