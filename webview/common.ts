@@ -4,6 +4,7 @@ import "@vscode-elements/elements/dist/vscode-progress-bar/index.js";
 import "@vscode-elements/elements/dist/vscode-badge/index.js";
 import "@vscode-elements/elements/dist/vscode-divider/index.js";
 import { ToWebview, type FromWebview, type RunSnapshot } from "../src/protocol/webview";
+import { describeSkipped, formatBytes } from "../src/core/format";
 
 declare function acquireVsCodeApi(): { postMessage(m: unknown): void; getState(): unknown; setState(s: unknown): void };
 const vscodeApi = acquireVsCodeApi();
@@ -50,13 +51,6 @@ const PHASE_ICON: Record<RunSnapshot["phase"], string> = {
   failed: "error",
 };
 
-function formatBytes(n: number): string {
-  const units = ["B", "KB", "MB", "GB", "TB"];
-  let i = 0;
-  for (; n >= 1000 && i < units.length - 1; i++) n /= 1000;
-  return `${n.toFixed(n >= 100 || i === 0 ? 0 : 1)} ${units[i]}`;
-}
-
 const num = (x: number | null, digits = 3) => (x === null ? "–" : x.toFixed(digits));
 const basename = (p: string) => p.split(/[\\/]/).pop() ?? p;
 
@@ -76,7 +70,7 @@ export function summaryHtml(s: RunSnapshot): string {
   if (s.model) parts.push(row("Base model", basename(s.model), "model"));
   if (s.dataset) {
     const skipped = Object.values(s.dataset.filesSkipped).reduce((a, b) => a + b, 0);
-    const reasons = Object.entries(s.dataset.filesSkipped).map(([k, v]) => `${k} ${v}`).join(", ");
+    const reasons = describeSkipped(s.dataset.filesSkipped);
     parts.push(row("Files used", String(s.dataset.filesUsed), "files-used"));
     parts.push(row("Files skipped", skipped ? `${skipped} (${reasons})` : "0", "files-skipped"));
     parts.push(row("Training tokens", s.dataset.trainTokens.toLocaleString("en-US"), "train-tokens"));

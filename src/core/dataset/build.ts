@@ -6,6 +6,7 @@ import type { DatasetSummary } from "../../protocol/run";
 import { trainingExample, type PromptFormat } from "../promptFormat";
 import { UserError } from "../errors";
 import { repoName } from "../repoName";
+import { describeSkipped, formatBytes } from "../format";
 import { listFiles } from "./discover";
 import { DEFAULT_MAX_FILE_BYTES, readSourceFile } from "./sourceFile";
 import { fimSpans, fimWindow, windowCharsFor, WINDOW_FILL } from "./fim";
@@ -261,13 +262,4 @@ export class DatasetAborted extends Error {
     super("Preparing the dataset was stopped.");
     this.name = "DatasetAborted";
   }
-}
-
-export function describeSkipped(skipped: Record<string, number>): string {
-  const entries = Object.entries(skipped).filter(([, n]) => n > 0);
-  return entries.length ? entries.map(([reason, n]) => `${reason.replace(/_/g, " ")} ${n}`).join(", ") : "none";
-}
-
-function formatBytes(n: number): string {
-  return n >= 1024 * 1024 ? `${(n / (1024 * 1024)).toFixed(n % (1024 * 1024) ? 1 : 0)} MB` : `${Math.round(n / 1024)} KB`;
 }
