@@ -108,3 +108,17 @@ def assert_behaves_as_dense(pw, n_in: int) -> None:
     ids = torch.tensor([[4, 0], [5, 4]])
     assert torch.equal(embed_rows(pw, ids), dense[ids])
     assert torch.equal(pw.dequantize(torch.bfloat16), dense.to(torch.bfloat16))
+
+
+def saved_bytes(fn) -> int:
+    """Bytes autograd saves for backward while `fn` runs (what a training step keeps alive between its passes)."""
+    import torch
+
+    total = []
+
+    def pack_hook(t):
+        total.append(t.numel() * t.element_size())
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack_hook, lambda t: t):
+        fn()
+    return sum(total)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli, train_args
+from conftest import run_cli, saved_bytes, train_args
 from repotune_trainer.events import TrainerError
 from repotune_trainer.gguf import GGUFReader
 from repotune_trainer.model import LORA_TARGETS, LoraModel, parse_targets
@@ -33,17 +33,6 @@ def _loss_and_grads(m, t, seed=0):
     return float(loss), {n: p.grad.clone() for n, p in m.named_parameters()}
 
 
-def _saved_bytes(fn):
-    total = []
-
-    def pack_hook(x):
-        total.append(x.numel() * x.element_size())
-        return x
-    with torch.autograd.graph.saved_tensors_hooks(pack_hook, lambda x: x):
-        fn()
-    return sum(total)
-
-
 @pytest.mark.parametrize("key,dropout", [(("llama", "f32"), 0.0), (("qwen2", "q8_0"), 0.0), (("llama", "f32"), 0.2)])
 def test_grad_checkpoint_gives_the_same_loss_and_lora_gradients(tiny_models, key, dropout):
     t = _tokens()
@@ -64,8 +53,8 @@ def test_grad_checkpoint_keeps_only_block_inputs(tiny_models):
     ckpt = _model(tiny_models[("llama", "f32")], grad_checkpoint=True)
     # packed weights are held by the model anyway; count what autograd keeps beyond them, for the blocks only
     run = lambda m: m.hidden(t).sum()  # noqa: E731
-    kept_plain = _saved_bytes(lambda: run(plain))
-    hooked = _saved_bytes(lambda: run(ckpt))
+    kept_plain = saved_bytes(lambda: run(plain))
+    hooked = saved_bytes(lambda: run(ckpt))
     # the checkpoint keeps each block's input (batch x seq x n_embd f32) itself, outside the saved-tensor hooks
     block_inputs = CONFIG["n_layer"] * t.numel() * CONFIG["n_embd"] * 4
     kept_ckpt = hooked + block_inputs

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import saved_bytes
 from repotune_trainer.events import TrainerError
 from repotune_trainer.gguf import GGUFReader, GGUFWriter, u32
 from repotune_trainer.adapter import read_adapter, write_adapter
@@ -29,15 +30,6 @@ def test_autograd_keeps_only_the_packed_weight(tiny_models):
     """The memory trap: a naive `x @ dequant(W).T` keeps the dequantized f32 W alive until backward."""
     w = LoraModel(GGUFReader(tiny_models[("llama", "q8_0")]), rank=0).weights["blk.0.ffn_up.weight"]
     x = torch.randn(4, 64, requires_grad=True)
-
-    def saved_bytes(fn):
-        total = []
-        def pack_hook(t):
-            total.append(t.numel() * t.element_size())
-            return t
-        with torch.autograd.graph.saved_tensors_hooks(pack_hook, lambda t: t):
-            fn()
-        return sum(total)
 
     ours = saved_bytes(lambda: frozen_matmul(x, w))
     naive = saved_bytes(lambda: x @ dequantize(w.ggml_type, w.shape, w.parts).t())
