@@ -39,7 +39,7 @@ def measure(path: str, batch: int, seq: int, iters: int):
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-3)
     rng = np.random.default_rng(0)
-    inputs, targets = to_inputs_targets(rng.integers(10, model.cfg.n_vocab, size=(batch, seq + 1)), "cpu")
+    inputs, targets, _ = to_inputs_targets(rng.integers(10, model.cfg.n_vocab, size=(batch, seq + 1)), "cpu")
 
     def forward():
         with torch.no_grad():

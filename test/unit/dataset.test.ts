@@ -7,7 +7,7 @@ import * as path from "node:path";
 import { listFiles } from "../../src/core/dataset/discover";
 import { buildDataset, readUsableFiles } from "../../src/core/dataset/build";
 import { cursorWindow, fimSpans } from "../../src/core/dataset/fim";
-import { fitExample, pack, PAD } from "../../src/core/dataset/pack";
+import { fitExample, FLAG_NO_LOSS, FLAG_START, pack, PAD } from "../../src/core/dataset/pack";
 import { rng } from "../../src/core/dataset/random";
 import { splitFiles, splitOneFile } from "../../src/core/dataset/split";
 import { DatasetFiles, readTokens } from "../../src/core/dataset/write";
@@ -177,20 +177,38 @@ describe("split", () => {
 });
 
 describe("packing", () => {
-  test("packs examples back to back, pads only the tail of the last sequence", () => {
-    const examples = [[1, 2, 3], [4, 5, 6, 7, 8], [9], [10, 11, 12, 13]];
+  test("puts each example whole into the first sequence with room, flags its start and pads the rest", () => {
+    const examples = [[1, 2, 3], [4, 5, 6, 7], [8], [9, 10]];
     const p = pack(examples, 4);
-    assert.equal(p.sequences, 4);
-    assert.equal(p.tokens, 13);
-    assert.equal(p.data.length, 16);
-    assert.deepEqual([...p.data], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, PAD, PAD, PAD]);
-    const firstPad = p.data.indexOf(PAD);
-    assert.ok([...p.data.slice(firstPad)].every((t) => t === PAD));
+    assert.equal(p.sequences, 3);
+    assert.equal(p.tokens, 10);
+    // [1,2,3] opens sequence 0, [4..7] does not fit there and opens 1, [8] fills 0, [9,10] opens 2.
+    assert.deepEqual([...p.data], [1, 2, 3, 8, 4, 5, 6, 7, 9, 10, PAD, PAD]);
+    assert.deepEqual([...p.flags], [FLAG_START, 0, 0, FLAG_START, FLAG_START, 0, 0, 0, FLAG_START, 0, 0, 0]);
   });
 
-  test("an exact fit has no padding; nothing gives no sequences", () => {
-    assert.deepEqual([...pack([[1, 2], [3, 4]], 2).data], [1, 2, 3, 4]);
+  test("flags the no-loss tokens, keeps every token once, and refuses an example longer than a sequence", () => {
+    const p = pack([[7, 1, 7], [2, 7]], 8, new Set([7]));
+    assert.deepEqual([...p.data], [7, 1, 7, 2, 7, PAD, PAD, PAD]);
+    assert.deepEqual([...p.flags], [FLAG_START | FLAG_NO_LOSS, 0, FLAG_NO_LOSS, FLAG_START, FLAG_NO_LOSS, 0, 0, 0]);
+    assert.throws(() => pack([[1, 2, 3]], 2), /does not fit/);
     assert.equal(pack([], 8).sequences, 0);
+  });
+
+  test("packs many examples with little padding, each whole and in order within its sequence", () => {
+    const r = rng(5);
+    const examples = Array.from({ length: 2000 }, (_, i) => Array.from({ length: r.int(1, 60) }, () => i));
+    const p = pack(examples, 64);
+    const total = examples.reduce((n, e) => n + e.length, 0);
+    assert.equal(p.tokens, total);
+    assert.ok(p.sequences * 64 < total * 1.05, `padding under 5% (${p.sequences * 64} slots for ${total} tokens)`);
+    // Every example's tokens are contiguous, start at a FLAG_START, and never straddle two sequences.
+    for (let i = 0; i < examples.length; i++) {
+      const at = p.data.indexOf(i);
+      assert.equal(p.flags[at] & FLAG_START, FLAG_START);
+      assert.equal(Math.floor(at / 64), Math.floor((at + examples[i].length - 1) / 64));
+      assert.ok(examples[i].every((_, k) => p.data[at + k] === i));
+    }
   });
 
   test("an over-long example keeps its head", () => {
@@ -244,13 +262,30 @@ describe("a dataset built with the engine and the tiny model", () => {
     for (const [tokens, real] of [[train, meta.summary.trainTokens], [val, meta.summary.valTokens]] as const) {
       assert.equal(tokens.filter((t) => t !== PAD).length, real);
       assert.ok(tokens.every((t) => t === PAD || (t >= 0 && t < info.vocabSize)));
-      const firstPad = tokens.indexOf(PAD);
-      if (firstPad !== -1) assert.ok(tokens.slice(firstPad).every((t) => t === PAD), "padding only at the tail");
+      for (let row = 0; row < tokens.length; row += 128) {
+        const seq = tokens.slice(row, row + 128);
+        const firstPad = seq.indexOf(PAD);
+        if (firstPad !== -1) assert.ok(seq.slice(firstPad).every((t) => t === PAD), "padding only at a sequence's tail");
+      }
     }
     // Every example is one FIM prompt: counting prefix tokens counts the examples, none lost, none cut.
     assert.equal(built.truncatedExamples, 0);
     const prefixes = [...train, ...val].filter((t) => t === fimPrefixId).length;
     assert.equal(prefixes, meta.summary.examples);
+    // One flag byte per token: each example starts at a FLAG_START (its BOS or FIM prefix, never a target), the FIM
+    // sentinels are never targets, and the end-of-middle token is (it teaches where to stop).
+    const flags = [readFileSync(path.join(out, "train.flags")), readFileSync(path.join(out, "val.flags"))];
+    const all = [...train, ...val];
+    const allFlags = [...flags[0], ...flags[1]];
+    assert.equal(flags[0].length, train.length);
+    assert.equal(allFlags.filter((f) => f & FLAG_START).length, meta.summary.examples);
+    const idOf = async (text: string) => (await engine.tokenize([[{ text, special: true }]]))[0][0];
+    const [mid, eot] = [await idOf("<|fim_middle|>"), await idOf("<|endoftext|>")];
+    all.forEach((t, i) => {
+      if (t === fimPrefixId || t === mid) assert.ok(allFlags[i] & FLAG_NO_LOSS, "FIM sentinels are not targets");
+      if (t === eot || t === PAD) assert.equal(allFlags[i] & FLAG_NO_LOSS, 0);
+      if (allFlags[i] & FLAG_START) assert.ok(allFlags[i] & FLAG_NO_LOSS, "an example starts with BOS or a sentinel");
+    });
   });
 
   test("keeps held-out files out of the training tokens", async () => {

@@ -1,9 +1,12 @@
-"""The dataset folder written by the TypeScript dataset step: train.bin, val.bin (int32, -1 = padding), meta.json."""
+"""The dataset folder written by the TypeScript dataset step (src/protocol/dataset.ts): train.bin, val.bin (int32,
+-1 = padding), and from version 2 train.flags, val.flags (a byte per token: FLAG_START on an example's first token,
+FLAG_NO_LOSS on tokens never to predict), meta.json."""
 from __future__ import annotations
 
 import json
 import os
 from dataclasses import dataclass
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -11,18 +14,49 @@ import torch
 from .events import TrainerError
 
 PAD = -1
+FLAG_START = 1
+FLAG_NO_LOSS = 2
+_NOT_A_TARGET = FLAG_START | FLAG_NO_LOSS
+VERSIONS = (1, 2)
+
+
+class Rows:
+    """Token rows (n, seq_len) int32 with their flags (n, seq_len) uint8, or None for version-1 data, where every
+    real token is a target and a row is one stream. Indexes like the token array, keeping the two together."""
+    __slots__ = ("tokens", "flags")
+
+    def __init__(self, tokens: np.ndarray, flags: Optional[np.ndarray] = None):
+        self.tokens, self.flags = tokens, flags
+
+    @property
+    def shape(self) -> tuple:
+        return self.tokens.shape
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+    def __getitem__(self, index) -> "Rows":
+        return Rows(self.tokens[index], None if self.flags is None else self.flags[index])
+
+    def targets(self) -> np.ndarray:
+        """Whether each next-token target (position 1..) takes part in the loss."""
+        real = self.tokens[:, 1:] != PAD
+        if self.flags is not None:
+            # An example's first token is not predicted from the example before it, and sentinels are not predicted.
+            real &= (self.flags[:, 1:] & _NOT_A_TARGET) == 0
+        return real
 
 
 @dataclass
 class Dataset:
-    train: np.ndarray     # (n_train, seq_len) int32
-    val: np.ndarray       # (n_val, seq_len) int32
+    train: Rows
+    val: Rows
     seq_len: int
     meta: dict
 
     @property
     def train_tokens(self) -> int:
-        return int((self.train != PAD).sum())
+        return int((self.train.tokens != PAD).sum())
 
 
 def _bad(msg: str) -> TrainerError:
@@ -38,8 +72,8 @@ def load_dataset(folder: str, n_vocab: int) -> Dataset:
         raise _bad(f"The dataset folder {folder} has no meta.json.")
     except (OSError, ValueError) as e:
         raise _bad(f"{meta_path} could not be read ({e}).")
-    if not isinstance(meta, dict) or meta.get("format") != "repotune-tokens" or meta.get("version") != 1:
-        raise _bad(f"{meta_path} is not a RepoTune token dataset (format repotune-tokens, version 1).")
+    if not isinstance(meta, dict) or meta.get("format") != "repotune-tokens" or meta.get("version") not in VERSIONS:
+        raise _bad(f"{meta_path} is not a RepoTune token dataset (format repotune-tokens, version 1 or 2).")
     if meta.get("dtype", "int32") != "int32" or meta.get("pad", PAD) != PAD:
         raise _bad(f"{meta_path} declares dtype {meta.get('dtype')!r} / pad {meta.get('pad')!r}; expected int32 / -1.")
     seq_len = meta.get("seq_len")
@@ -63,19 +97,46 @@ def load_dataset(folder: str, n_vocab: int) -> Dataset:
             raise _bad(f"{path} holds {arr.shape[0]} sequences but meta.json says {expected}.")
         if arr.size and (arr.min() < PAD or arr.max() >= n_vocab):
             raise _bad(f"{path} contains token ids outside 0..{n_vocab - 1} (and -1 for padding).")
-        arrays[split] = arr
-    if arrays["train"].shape[0] == 0 or not (arrays["train"][:, 1:] != PAD).any():
+        arrays[split] = Rows(arr, _load_flags(folder, split, arr.shape) if meta["version"] >= 2 else None)
+    if arrays["train"].shape[0] == 0 or not arrays["train"].targets().any():
         raise _bad(f"The training set in {folder} is empty: the repository gave no usable text.")
     return Dataset(arrays["train"], arrays["val"], seq_len, meta)
 
 
-def to_inputs_targets(batch: np.ndarray, device) -> tuple:
-    """Next-token pairs. Padding gets no loss (target -1) and is fed to the model as token 0: padding only fills the
-    tail of a sequence, and under causal attention a tail position can only influence later tail positions."""
-    t = torch.from_numpy(batch.astype(np.int64))
+def _load_flags(folder: str, split: str, shape: tuple) -> np.ndarray:
+    path = os.path.join(folder, f"{split}.flags")
+    try:
+        flags = np.fromfile(path, dtype=np.uint8)
+    except (FileNotFoundError, OSError) as e:
+        raise _bad(f"{path} could not be read ({e}).")
+    if flags.size != shape[0] * shape[1]:
+        raise _bad(f"{path} holds {flags.size} flags for {shape[0] * shape[1]} tokens.")
+    if flags.size and int(flags.max()) > _NOT_A_TARGET:
+        raise _bad(f"{path} holds unknown flag bits.")
+    return flags.reshape(shape)
+
+
+def to_inputs_targets(rows, device) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """Next-token pairs and the example index of each input position (None when every row is one example).
+
+    Targets that take no part in the loss are -1 (see Rows.targets). Padding is fed to the model as token 0: it only
+    fills the tail of a row, and under causal attention a tail position can only influence later tail positions."""
+    if not isinstance(rows, Rows):
+        rows = Rows(np.asarray(rows))
+    t = torch.from_numpy(rows.tokens.astype(np.int64))
     inputs = t[:, :-1].clamp(min=0)
-    targets = t[:, 1:]
-    return inputs.to(device), targets.to(device)
+    targets = t[:, 1:].masked_fill(torch.from_numpy(~rows.targets()), PAD)
+    segments = None
+    if rows.flags is not None:
+        starts = torch.from_numpy((rows.flags[:, :-1] & FLAG_START) != 0)
+        # Only rows that pack several examples need a mask; otherwise causal attention is exact and faster.
+        if bool(starts[:, 1:].any()):
+            segments = starts.long().cumsum(1).to(device)
+    return inputs.to(device), targets.to(device), segments
+
+
+def count_targets(rows: Rows) -> int:
+    return int(rows.targets().sum())
 
 
 def batch_indices(n: int, batch: int, step: int, seed: int) -> np.ndarray:

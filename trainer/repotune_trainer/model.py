@@ -373,7 +373,8 @@ class LoraModel(nn.Module):
             y = y + self.scale * ((xl @ a.to(dt).t()) @ b.to(dt).t())
         return y
 
-    def _attention(self, x: torch.Tensor, i: int) -> torch.Tensor:
+    def _attention(self, x: torch.Tensor, i: int, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Causal self-attention; `mask` (batch, 1, n, n), True = may attend, keeps packed examples apart."""
         c, p = self.cfg, f"blk.{i}."
         bsz, n, _ = x.shape
         q = self.linear(x, p + "attn_q.weight").view(bsz, n, c.n_head, c.head_dim)
@@ -385,11 +386,15 @@ class LoraModel(nn.Module):
         if group > 1:
             k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
         if _HAS_SDPA:
-            o = F.scaled_dot_product_attention(q, k, v.to(q.dtype), is_causal=True)
+            if mask is None:
+                o = F.scaled_dot_product_attention(q, k, v.to(q.dtype), is_causal=True)
+            else:
+                o = F.scaled_dot_product_attention(q, k, v.to(q.dtype), attn_mask=mask)
         else:
             scores = (q.float() @ k.float().transpose(-1, -2)) / math.sqrt(c.head_dim)
-            mask = torch.ones(n, n, dtype=torch.bool, device=x.device).triu(1)
-            scores = scores.masked_fill(mask, float("-inf"))
+            if mask is None:
+                mask = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()
+            scores = scores.masked_fill(~mask, float("-inf"))
             o = (scores.softmax(-1) @ v.float()).to(q.dtype)
         o = o.transpose(1, 2).reshape(bsz, n, c.n_head * c.head_dim)
         return self.linear(o, p + "attn_output.weight")
@@ -406,40 +411,48 @@ class LoraModel(nn.Module):
             return layer_norm(h, self.small[name + ".weight"], self.small[name + ".bias"], self.cfg.rms_eps)
         return rms_norm(h, self.small[name + ".weight"], self.cfg.rms_eps)
 
-    def _block(self, h: torch.Tensor, i: int) -> torch.Tensor:
+    def _block(self, h: torch.Tensor, i: int, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         p = f"blk.{i}."
-        h = h + self._attention(self._norm(h, p + "attn_norm"), i).float()
+        h = h + self._attention(self._norm(h, p + "attn_norm"), i, mask).float()
         return h + self._ffn(self._norm(h, p + "ffn_norm"), i).float()
 
-    def _checkpointed_block(self, h: torch.Tensor, i: int) -> torch.Tensor:
+    def _checkpointed_block(self, h: torch.Tensor, i: int, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The block under torch.utils.checkpoint: only its input h is kept; backward runs it again (the RNG state,
         so any LoRA dropout mask, and autocast are restored for the recomputation by torch)."""
         if _CKPT_HAS_REENTRANT_ARG:
             # Non-reentrant: gradients reach the LoRA parameters even though h (frozen embeddings) needs none.
-            return torch.utils.checkpoint.checkpoint(self._block, h, i, use_reentrant=False)
+            return torch.utils.checkpoint.checkpoint(self._block, h, i, mask, use_reentrant=False)
         # Old PyTorch (reentrant only): parameters get gradients only if an input requires grad.
         if not h.requires_grad:
             h = h.detach().requires_grad_(True)
-        return torch.utils.checkpoint.checkpoint(self._block, h, i)
+        return torch.utils.checkpoint.checkpoint(self._block, h, i, mask)
 
-    def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Final normalized hidden states (batch, seq, n_embd) in float32."""
+    def hidden(self, tokens: torch.Tensor, segments: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Final normalized hidden states (batch, seq, n_embd) in float32. `segments` (batch, seq) numbers the packed
+        examples of each row: a position attends only to earlier positions of its own example, so each example is
+        trained exactly as the engine sees it, alone (RoPE is relative, so its offset in the row does not matter)."""
         c = self.cfg
         h = embed_rows(self.weights["token_embd.weight"], tokens)
+        mask = None
+        if segments is not None:
+            n = tokens.shape[1]
+            causal = torch.ones(n, n, dtype=torch.bool, device=tokens.device).tril()
+            mask = ((segments[:, :, None] == segments[:, None, :]) & causal)[:, None]
         checkpointing = self.grad_checkpoint and self.training and torch.is_grad_enabled()
         for i in range(c.n_layer):
-            h = self._checkpointed_block(h, i) if checkpointing else self._block(h, i)
+            h = self._checkpointed_block(h, i, mask) if checkpointing else self._block(h, i, mask)
         return self._norm(h, "output_norm")
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
         return frozen_matmul(h, self.weights["output.weight"]).float()
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.head(self.hidden(tokens))
+    def forward(self, tokens: torch.Tensor, segments: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.head(self.hidden(tokens, segments))
 
-    def loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> Tuple[torch.Tensor, int]:
+    def loss(self, inputs: torch.Tensor, targets: torch.Tensor,
+             segments: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, int]:
         """Mean cross-entropy over targets != -1; the output head runs only on those positions."""
-        h = self.hidden(inputs)
+        h = self.hidden(inputs, segments)
         mask = targets >= 0
         n = int(mask.sum())
         if n == 0:

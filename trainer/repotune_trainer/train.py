@@ -32,7 +32,7 @@ import torch
 
 from .adapter import write_adapter
 from .checkpoint import latest_checkpoint, load_latest_checkpoint, save_checkpoint
-from .data import PAD, batch_indices, load_dataset, to_inputs_targets
+from .data import Rows, batch_indices, count_targets, load_dataset, to_inputs_targets
 from .device import Dist, pick_device, set_cpu_threads
 from .events import TrainerError, emit, log, set_run_id
 from .model import ARCH_MATRICES, LoraModel, open_model, parse_targets
@@ -72,7 +72,7 @@ def autocast_for(device: str):
     return contextlib.nullcontext
 
 
-def evaluate(model: LoraModel, val: np.ndarray, batch: int, device: str, autocast, stop: StopRequested,
+def evaluate(model: LoraModel, val: Rows, batch: int, device: str, autocast, stop: StopRequested,
              max_sequences: int, dist: Dist = None, stop_agreed: list = None):
     """Token-weighted mean validation loss, or None without validation data (or when a stop interrupted it).
 
@@ -92,9 +92,9 @@ def evaluate(model: LoraModel, val: np.ndarray, batch: int, device: str, autocas
         for i in range(0, val.shape[0], batch):
             if stop and not distributed:
                 return None
-            inputs, targets = to_inputs_targets(val[i:i + batch], device)
+            inputs, targets, segments = to_inputs_targets(val[i:i + batch], device)
             with autocast():
-                loss, n = model.loss(inputs, targets)
+                loss, n = model.loss(inputs, targets, segments)
             total += float(loss) * n
             count += n
     model.train()
@@ -285,7 +285,7 @@ def train(a, stop: StopRequested, dist: Dist = None) -> int:
         # Under torchrun each rank takes its contiguous share of these rows, in micro-batches of at most --batch, and
         # weights by the step's global token count; the all_reduce below sums the shares' gradients.
         rows = data.train[batch_indices(data.train.shape[0], a.batch * a.grad_accum, step, a.seed)]
-        n_step = max(1, int((rows[:, 1:] != PAD).sum()))
+        n_step = max(1, count_targets(rows))
         if dist.enabled:
             lo, hi = dist.share(rows.shape[0])
             rows = rows[lo:hi]
@@ -297,9 +297,9 @@ def train(a, stop: StopRequested, dist: Dist = None) -> int:
             torch.manual_seed(a.seed * 1_000_003 + step)
         loss_sum, n_tokens = 0.0, 0
         for part in micro:
-            inputs, targets = to_inputs_targets(part, device)
+            inputs, targets, segments = to_inputs_targets(part, device)
             with autocast():
-                loss, n = model.loss(inputs, targets)
+                loss, n = model.loss(inputs, targets, segments)
             (loss * (n / n_step) if weighted else loss).backward()
             loss_sum += float(loss) * n  # synchronizes the GPU, so the timing below is real
             n_tokens += n

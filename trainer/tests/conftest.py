@@ -29,18 +29,43 @@ def fim_example(prefix: str, middle: str, suffix: str) -> list:
             + encode(middle) + [sp["<|endoftext|>"]])
 
 
-def write_dataset(folder, train_examples, val_examples, seq_len: int, **meta_overrides) -> str:
-    """Pack examples back to back into [n, seq_len] int32 with -1 padding at the tail, as the dataset step does."""
+NO_LOSS_TOKENS = ("<s>", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|repo_name|>", "<|file_sep|>")
+
+
+def write_dataset(folder, train_examples, val_examples, seq_len: int, version: int = 2, **meta_overrides) -> str:
+    """The dataset step's layout. Version 2 (what src/core/dataset/pack.ts writes): each example whole in the first row
+    with room, -1 padding at row tails, a flag byte per token (1 = example start, 2 = never a target: sentinels).
+    Version 1: examples back to back, cut at row ends, padding only at the very end, no flag files."""
     os.makedirs(folder, exist_ok=True)
     counts = {}
+    no_loss = {TOKEN_ID[t] for t in NO_LOSS_TOKENS}
     for split, examples in (("train", train_examples), ("val", val_examples)):
-        flat = [t for e in examples for t in e]
-        n = -(-len(flat) // seq_len)
-        arr = np.full(n * seq_len, -1, dtype="<i4")
-        arr[:len(flat)] = flat
+        if version == 1:
+            flat = [t for e in examples for t in e]
+            n = -(-len(flat) // seq_len)
+            arr = np.full(n * seq_len, -1, dtype="<i4")
+            arr[:len(flat)] = flat
+        else:
+            rows, flag_rows = [], []
+            for e in examples:
+                e = e[:seq_len]
+                r = next((k for k, row in enumerate(rows) if len(row) + len(e) <= seq_len), None)
+                if r is None:
+                    rows.append([])
+                    flag_rows.append([])
+                    r = len(rows) - 1
+                rows[r] += e
+                flag_rows[r] += [(1 if k == 0 else 0) | (2 if t in no_loss else 0) for k, t in enumerate(e)]
+            n = len(rows)
+            arr = np.full((n, seq_len), -1, dtype="<i4")
+            flags = np.zeros((n, seq_len), dtype=np.uint8)
+            for k, (row, fl) in enumerate(zip(rows, flag_rows)):
+                arr[k, :len(row)] = row
+                flags[k, :len(fl)] = fl
+            flags.tofile(os.path.join(folder, f"{split}.flags"))
         arr.tofile(os.path.join(folder, f"{split}.bin"))
         counts[split] = n
-    meta = {"format": "repotune-tokens", "version": 1, "seq_len": seq_len, "dtype": "int32", "pad": -1,
+    meta = {"format": "repotune-tokens", "version": version, "seq_len": seq_len, "dtype": "int32", "pad": -1,
             "train_sequences": counts["train"], "val_sequences": counts["val"], "vocab_size": len(TOKENS),
             "prompt_format": "qwen2.5-coder", "model_path": "", "summary": {}}
     meta.update(meta_overrides)

@@ -35,7 +35,7 @@ def test_estimate_within_15_percent_of_measured_peak_rss(tmp_path):
         model = write_tiny_model(str(tmp_path / f"w{width}-{dtype}.gguf"), "qwen2", 0, dtype, width=width)
         rng = np.random.default_rng(0)
         data = write_dataset(tmp_path / f"data-{seq}", [list(rng.integers(10, 266, seq * 8))],
-                             [list(rng.integers(10, 266, seq))], seq_len=seq)
+                             [list(rng.integers(10, 266, seq))], seq_len=seq, version=1)
         out = tmp_path / f"run-{width}-{dtype}"
         measured = _peak_rss(["train", "--model", model, "--data", data, "--out", out, "--adapter-out",
                               out / "a.gguf", "--threads", "1", "--steps", "2", "--batch", batch, "--rank", rank,

@@ -96,8 +96,9 @@ export async function buildDataset(opts: BuildDatasetOptions): Promise<BuiltData
   const { trainExamples, valExamples, files } = splitExamples(usable, examples, opts.valFraction ?? DEFAULT_VAL_FRACTION);
   // Training order is shuffled so that a sequence mixes files; validation keeps file order, which is stable.
   shuffleInPlace(trainExamples, rng(hash32(`repotune-order:${opts.seed}`)));
-  const train = pack(trainExamples.map((e) => e.tokens), opts.seqLen);
-  const val = pack(valExamples.map((e) => e.tokens), opts.seqLen);
+  const noLoss = await noLossTokenIds(opts.tokenizer, opts.format, opts.model);
+  const train = pack(trainExamples.map((e) => e.tokens), opts.seqLen, noLoss);
+  const val = pack(valExamples.map((e) => e.tokens), opts.seqLen, noLoss);
 
   const summary: DatasetSummary = {
     filesUsed: usable.length,
@@ -112,7 +113,7 @@ export async function buildDataset(opts: BuildDatasetOptions): Promise<BuiltData
   };
   const meta: DatasetMeta = {
     format: "repotune-tokens",
-    version: 1,
+    version: 2,
     seq_len: opts.seqLen,
     dtype: "int32",
     pad: -1,
@@ -124,7 +125,7 @@ export async function buildDataset(opts: BuildDatasetOptions): Promise<BuiltData
     summary,
   };
   checkAborted(opts.signal);
-  await writeDataset(opts.outDir, train.data, val.data, meta, files);
+  await writeDataset(opts.outDir, train, val, meta, files);
   return { summary, meta, files, truncatedExamples };
 }
 
@@ -165,6 +166,22 @@ function withBos(tokenizer: Tokenizer, model: ModelInfo): Tokenizer {
   const bos = model.addBos && model.bos !== null ? model.bos : null;
   if (bos === null) return tokenizer;
   return { tokenize: async (items) => (await tokenizer.tokenize(items)).map((t) => [bos, ...t]) };
+}
+
+/**
+ * Tokens never to train as targets: the prompt format's sentinels (FIM markers, repo and file headers), which the
+ * completion prompt always supplies, and BOS. The end-of-middle token stays a target: it teaches where to stop.
+ */
+async function noLossTokenIds(tokenizer: Tokenizer, format: PromptFormat, model: ModelInfo): Promise<Set<number>> {
+  const example = trainingExample(format, { prefix: "a", middle: "b", suffix: "c", filePath: "f", repoName: "r" });
+  const sentinels = example.filter((s) => s.special && s.text !== format.endOfMiddle.text);
+  const [end, ...each] = await tokenizer.tokenize([[format.endOfMiddle], ...sentinels.map((s) => [s])]);
+  // Only a sentinel that is one token: one written as several (a space piece and a marker) would otherwise mask
+  // that piece everywhere in code.
+  const ids = new Set(each.filter((t) => t.length === 1).map((t) => t[0]));
+  for (const id of end) ids.delete(id);
+  if (model.bos !== null) ids.add(model.bos);
+  return ids;
 }
 
 /** Characters per token of this model on this code, measured on a sample, to size context windows in characters. */

@@ -1,5 +1,5 @@
-// The dataset folder the trainer reads: train.bin / val.bin (little-endian int32, [n_sequences, seq_len]) and
-// meta.json. Every file is written atomically, meta.json last, so a folder with a meta.json is complete.
+// The dataset folder the trainer reads: train.bin / val.bin (little-endian int32, [n_sequences, seq_len]), their
+// flag files (one byte per token) and meta.json. Every file is written atomically, meta.json last, so a folder with a meta.json is complete.
 import * as path from "node:path";
 import { endianness } from "node:os";
 import { promises as fs } from "node:fs";
@@ -11,11 +11,20 @@ import { writeFileAtomic, writeJsonAtomic } from "../atomic";
 export const DatasetFiles = z.object({ train: z.array(z.string()), val: z.array(z.string()) });
 export type DatasetFiles = z.infer<typeof DatasetFiles>;
 
-export const DATA_FILES = { train: "train.bin", val: "val.bin", meta: "meta.json", files: "files.json" } as const;
+export const DATA_FILES = {
+  train: "train.bin", val: "val.bin", trainFlags: "train.flags", valFlags: "val.flags", meta: "meta.json", files: "files.json",
+} as const;
 
-export async function writeDataset(dir: string, train: Int32Array, val: Int32Array, meta: DatasetMeta, files: DatasetFiles): Promise<void> {
-  await writeFileAtomic(path.join(dir, DATA_FILES.train), littleEndian(train));
-  await writeFileAtomic(path.join(dir, DATA_FILES.val), littleEndian(val));
+export interface PackedSplit {
+  data: Int32Array;
+  flags: Uint8Array;
+}
+
+export async function writeDataset(dir: string, train: PackedSplit, val: PackedSplit, meta: DatasetMeta, files: DatasetFiles): Promise<void> {
+  await writeFileAtomic(path.join(dir, DATA_FILES.train), littleEndian(train.data));
+  await writeFileAtomic(path.join(dir, DATA_FILES.trainFlags), train.flags);
+  await writeFileAtomic(path.join(dir, DATA_FILES.val), littleEndian(val.data));
+  await writeFileAtomic(path.join(dir, DATA_FILES.valFlags), val.flags);
   await writeJsonAtomic(path.join(dir, DATA_FILES.files), files);
   await writeJsonAtomic(path.join(dir, DATA_FILES.meta), DatasetMeta.parse(meta));
 }
