@@ -26,6 +26,11 @@ export class Config {
     return this.cfg.get<number>("completions.maxTokens", 48);
   }
 
+  /** Quiet time after a keystroke before a completion is generated. */
+  get debounceMs(): number {
+    return Math.max(0, this.cfg.get<number>("completions.debounceMs", 150));
+  }
+
   get training(): Partial<TrainSettings> {
     return {
       steps: this.cfg.get<number>("training.steps"),

@@ -13,6 +13,8 @@ export interface RepoTuneApi {
   state(): { phase: string; error: string | null; activeAdapter: string | null; modelPath: string | null; lastRun: TuneResult | null };
   runFineTune(): Promise<TuneResult | null>;
   engineComplete(prefix: string, suffix: string, adapter: "active" | "none"): Promise<string>;
+  /** Counters of the inline completion provider: generations started, most running at once, cache answers. */
+  completionStats(): { requests: number; generations: number; running: number; maxRunning: number; cacheHits: number; joined: number };
 }
 
 /** The window's run controller, for deactivate(). */
@@ -27,6 +29,7 @@ export function activate(context: vscode.ExtensionContext): RepoTuneApi {
     run,
     new StatusBar(ctx, run),
     vscode.window.registerWebviewViewProvider(RunViewProvider.viewId, new RunViewProvider(ctx, run)),
+    completions,
     vscode.languages.registerInlineCompletionItemProvider({ pattern: "**" }, completions),
     ...Object.entries(commands).map(([id, make]) => vscode.commands.registerCommand(id, make(ctx, run))),
   );
@@ -40,6 +43,7 @@ export function activate(context: vscode.ExtensionContext): RepoTuneApi {
       const text = await completions.complete(doc, doc.positionAt(prefix.length), adapter === "active" ? ctx.activeAdapter : null);
       return text ?? "";
     },
+    completionStats: () => ({ ...completions.stats }),
   };
 }
 

@@ -10,7 +10,7 @@ export class StatusBar implements vscode.Disposable {
 
   constructor(private readonly ctx: Ctx, private readonly run: RunController) {
     this.item.name = "RepoTune";
-    this.item.command = "repotune.showRun";
+    this.item.command = "repotune.quickActions";
     this.subs.push(
       run.onDidChange(() => this.render()),
       ctx.onDidChangeAdapter(() => this.render()),
@@ -43,7 +43,7 @@ export class StatusBar implements vscode.Disposable {
     ];
     if (engine.kind === "crashed" || engine.kind === "failed") lines.push(`Engine: ${engine.message}`);
     if (engine.kind === "loading") lines.push("Engine: loading the model…");
-    lines.push("", "Click to show the training run.");
+    lines.push("", "Click for RepoTune actions.");
     this.item.tooltip = new vscode.MarkdownString(lines.join("\n\n"));
     this.item.accessibilityInformation = { label: `RepoTune: ${model}, ${adapter ? `adapter ${adapter}` : "no adapter"}` };
   }

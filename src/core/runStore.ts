@@ -140,3 +140,48 @@ export async function gitCommit(folder: string): Promise<string | null> {
   const sha = await gitText(folder, ["rev-parse", "--verify", "HEAD"]);
   return sha !== null && /^[0-9a-f]{40,64}$/.test(sha) ? sha : null;
 }
+
+export interface AdapterEntry {
+  runId: string;
+  adapterPath: string;
+  finished: string;
+  baseModelPath: string;
+  seqLen: number;
+  valLossBase: number | null;
+  valLoss: number | null;
+}
+
+/** The adapters trained for a repository, newest first (runs without an adapter or a readable manifest are left out). */
+export async function listAdapters(runsRoot: string, repoId: string): Promise<AdapterEntry[]> {
+  const repoDir = path.join(runsRoot, repoId);
+  const runs = await fs.readdir(repoDir).catch(() => [] as string[]);
+  const out: AdapterEntry[] = [];
+  for (const runId of runs) {
+    const entry = await adapterEntry(path.join(repoDir, runId, "manifest.json"));
+    if (entry) out.push(entry);
+  }
+  return out.sort((a, b) => (a.finished < b.finished ? 1 : a.finished > b.finished ? -1 : 0));
+}
+
+/** What the run that wrote `adapterPath` recorded about it, when the adapter sits in a RepoTune run folder. */
+export function adapterInfo(adapterPath: string): Promise<AdapterEntry | null> {
+  return adapterEntry(path.join(path.dirname(adapterPath), "manifest.json"), path.resolve(adapterPath));
+}
+
+async function adapterEntry(manifestPath: string, expected?: string): Promise<AdapterEntry | null> {
+  let m: RunManifest;
+  try {
+    m = await readManifest(manifestPath);
+  } catch {
+    return null;
+  }
+  if (m.adapter === null) return null;
+  const adapterPath = path.join(path.dirname(manifestPath), m.adapter);
+  if (expected !== undefined && path.resolve(adapterPath) !== expected) return null;
+  const exists = await fs.stat(adapterPath).then((s) => s.isFile(), () => false);
+  if (!exists) return null;
+  return {
+    runId: m.runId, adapterPath, finished: m.finished, baseModelPath: m.baseModel.path, seqLen: m.settings.seqLen,
+    valLossBase: m.metrics.valLossBase, valLoss: m.metrics.valLoss,
+  };
+}

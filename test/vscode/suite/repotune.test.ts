@@ -95,6 +95,48 @@ suite("RepoTune in VS Code", () => {
     );
   });
 
+  test("choosing the adapter or the base model takes effect at the next completion, without a reload", async () => {
+    const adapter = api.state().activeAdapter;
+    assert.ok(adapter, "the fine-tune left an active adapter");
+    await vscode.commands.executeCommand("repotune.useBaseModel");
+    assert.equal(api.state().activeAdapter, null);
+    const base = await api.engineComplete(PREFIX, "", "active");
+    await vscode.commands.executeCommand("repotune.chooseAdapter", adapter);
+    assert.equal(api.state().activeAdapter, adapter);
+    const tuned = await api.engineComplete(PREFIX, "", "active");
+    console.log(`after useBaseModel: ${JSON.stringify(base)}; after chooseAdapter: ${JSON.stringify(tuned)}`);
+    assert.ok(!base.includes(MARKER), `the base model alone produced the marker: ${JSON.stringify(base)}`);
+    assert.ok(tuned.startsWith(MARKER), `with the adapter chosen again the completion was ${JSON.stringify(tuned)}`);
+  });
+
+  test("a burst of 200 keystrokes runs at most one generation at a time and leaves none running", async () => {
+    const folder = vscode.workspace.workspaceFolders![0];
+    const file = vscode.Uri.joinPath(folder.uri, "src", "burst.js");
+    await vscode.workspace.fs.writeFile(file, new Uint8Array());
+    const editor = await vscode.window.showTextDocument(file);
+    const before = api.completionStats();
+    const text = "const greeting = 1; // " + "abcdefghij ".repeat(20);
+    for (const ch of text.slice(0, 200)) {
+      await vscode.commands.executeCommand("type", { text: ch });
+      // Typing does not always ask for inline suggestions in a test window; asking now and then is what a user's
+      // editor does on its own, and it puts requests in flight while the typing goes on.
+      if (Math.random() < 0.5) void vscode.commands.executeCommand("editor.action.inlineSuggest.trigger");
+    }
+    const started = Date.now();
+    while (api.completionStats().running > 0 && Date.now() - started < 30_000) await sleep(100);
+    const after = api.completionStats();
+    const requests = after.requests - before.requests;
+    const generations = after.generations - before.generations;
+    console.log(`burst: ${requests} requests, ${generations} generations, at most ${after.maxRunning} running at once, ` +
+      `${after.cacheHits - before.cacheHits} answered from the cache, ${after.joined - before.joined} joined one in flight`);
+    assert.equal(editor.document.getText().length, 200);
+    assert.ok(requests >= 20, `the provider was asked only ${requests} times`);
+    assert.ok(after.maxRunning <= 1, `${after.maxRunning} generations ran at once`);
+    assert.equal(after.running, 0, "a generation is still running after the burst");
+    assert.ok(generations < requests / 2, `${generations} generations for ${requests} requests: the debounce did not hold`);
+    await vscode.commands.executeCommand("workbench.action.closeActiveEditor");
+  });
+
   test("Show training run opens the run panel", async () => {
     await vscode.commands.executeCommand("repotune.showRun");
     const panel = () =>

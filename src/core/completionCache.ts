@@ -1,0 +1,106 @@
+// Recent completions, so that asking again at the same place, or after typing what the completion proposed, answers
+// at once without the engine; and the requests in flight, so that typing into a completion still being generated
+// waits for it instead of starting (and cancelling) another.
+
+export interface CompletionKey {
+  /** What serves the completion: model and adapter. A different scope never shares results. */
+  scope: string;
+  /** Everything before the cursor (only its tail is kept). */
+  prefix: string;
+  /** Everything after the cursor (only its head is kept). */
+  suffix: string;
+}
+
+interface Entry {
+  scope: string;
+  prefixLength: number;
+  prefixTail: string;
+  suffixHead: string;
+}
+
+const PREFIX_TAIL = 2048;
+const SUFFIX_HEAD = 512;
+/** Typing further than this into a completion is treated as a new request. */
+const MAX_TYPED = 256;
+
+export class CompletionCache {
+  // A Map iterates in insertion order: re-inserting on use makes it an LRU.
+  private readonly done = new Map<string, Entry & { text: string }>();
+  private readonly pending = new Set<Entry & { result: Promise<string | undefined> }>();
+
+  constructor(private readonly capacity = 64) {}
+
+  /** The text to show at `key` from a finished completion, or undefined when there is none to reuse. */
+  get(key: CompletionKey): string | undefined {
+    const id = keyId(key);
+    const exact = this.done.get(id);
+    if (exact) {
+      this.done.delete(id);
+      this.done.set(id, exact);
+      return exact.text;
+    }
+    for (const e of [...this.done.values()].reverse()) {
+      const typed = typedSince(e, key);
+      if (typed !== null && e.text.startsWith(typed)) return e.text.slice(typed.length);
+    }
+    return undefined;
+  }
+
+  put(key: CompletionKey, text: string): void {
+    const id = keyId(key);
+    this.done.delete(id);
+    this.done.set(id, { ...entryOf(key), text });
+    while (this.done.size > this.capacity) this.done.delete(this.done.keys().next().value as string);
+  }
+
+  /** Registers a request in flight; its result is cached when it arrives. */
+  track(key: CompletionKey, result: Promise<string | undefined>): void {
+    const entry = { ...entryOf(key), result };
+    this.pending.add(entry);
+    void result.then(
+      (text) => text !== undefined && this.put(key, text),
+      () => undefined,
+    ).finally(() => this.pending.delete(entry));
+  }
+
+  /**
+   * A request in flight that this one only extends by typing: its eventual text with the typed characters removed
+   * (undefined if the completion does not start with them). Undefined when no request in flight can serve this one.
+   */
+  joinPending(key: CompletionKey): Promise<string | undefined> | undefined {
+    for (const e of this.pending) {
+      const typed = typedSince(e, key);
+      if (typed === null) continue;
+      return e.result.then((text) => (text !== undefined && text.startsWith(typed) ? text.slice(typed.length) : undefined));
+    }
+    return undefined;
+  }
+
+  clear(): void {
+    this.done.clear();
+  }
+}
+
+function entryOf(key: CompletionKey): Entry {
+  return {
+    scope: key.scope,
+    prefixLength: key.prefix.length,
+    prefixTail: key.prefix.slice(-PREFIX_TAIL),
+    suffixHead: key.suffix.slice(0, SUFFIX_HEAD),
+  };
+}
+
+function keyId(key: CompletionKey): string {
+  const e = entryOf(key);
+  return `${e.scope}\u0000${e.prefixLength}\u0000${e.prefixTail}\u0000${e.suffixHead}`;
+}
+
+/** What was typed at the cursor since `e` was asked (possibly ""), or null if `key` is not `e` plus typing. */
+function typedSince(e: Entry, key: CompletionKey): string | null {
+  if (key.scope !== e.scope || key.suffix.slice(0, SUFFIX_HEAD) !== e.suffixHead) return null;
+  const n = key.prefix.length - e.prefixLength;
+  if (n < 0 || n > MAX_TYPED) return null;
+  const before = key.prefix.slice(0, key.prefix.length - n);
+  if (before.slice(-PREFIX_TAIL) !== e.prefixTail) return null;
+  return key.prefix.slice(key.prefix.length - n);
+}
