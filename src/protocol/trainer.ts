@@ -25,6 +25,19 @@ export const TrainerStart = z.object({
   resumed_from_step: z.number().int().nullable().optional(),
   /** Micro-batches per step (--grad-accum): a step trains on batch x grad_accum sequences. */
   grad_accum: z.number().int().optional(),
+  /** --base-weights: as asked (`auto` decides by memory), the form full-precision (F32/F16/BF16) matrices are trained
+   * in (`keep` = as stored, else a Q8_0 / Q4_0 copy made on the device), and how many matrices were quantized. */
+  base_weights: z
+    .object({
+      requested: z.enum(["auto", "keep", "q8_0", "q4_0"]),
+      used: z.enum(["keep", "q8_0", "q4_0"]),
+      quantized: z.number().int(),
+    })
+    .optional(),
+  /** The trainer's peak-memory estimate for this run on its device (bytes, beyond what the process already held). */
+  memory_estimate: z.number().optional(),
+  /** Free memory of the device when the run started (bytes); null when it cannot be told. */
+  memory_free: z.number().nullable().optional(),
 });
 
 export const TrainerStep = z.object({
@@ -63,6 +76,8 @@ export const TrainerDone = z.object({
   adapter_step: z.number().int().optional(),
   /** True when training ended before `steps` because the validation loss stopped improving (--patience). */
   early_stopped: z.boolean().optional(),
+  /** Peak device memory of the run (CUDA: torch.cuda.max_memory_allocated); absent on other devices. */
+  peak_memory_bytes: z.number().int().nonnegative().optional(),
 });
 
 export const TrainerStopped = z.object({

@@ -48,8 +48,16 @@ def _parser() -> argparse.ArgumentParser:
                    "(attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down); default: all the model has")
     t.add_argument("--lora-dropout", type=float, default=0.0, help="dropout probability on the LoRA input path "
                    "(training only, as PEFT's lora_dropout; default 0)")
+    t.add_argument("--isolate-examples", action="store_true", help="keep attention inside each packed example "
+                   "(each trained exactly as it is served) instead of letting it read the examples before it in its row")
     t.add_argument("--grad-checkpoint", action="store_true", help="recompute each transformer block in backward "
                    "(keeps only block inputs: less activation memory, ~1/3 more compute; default off)")
+    t.add_argument("--base-weights", choices=["auto", "keep", "q8_0", "q4_0"], default="auto",
+                   help="train on the file's F32/F16/BF16 matrices as stored (keep) or on a Q8_0 / Q4_0 copy made on "
+                   "the device; auto (default) keeps them when the run fits in free memory, else the first of "
+                   "q8_0, q4_0 that fits. Quantized files are never quantized again")
+    t.add_argument("--no-memory-check", action="store_true", help="do not refuse to start when the memory estimate "
+                   "exceeds the free memory (auto still decides by it)")
 
     m = sub.add_parser("tiny-model", help="write a tiny deterministic GGUF model for tests")
     m.add_argument("--arch", choices=["llama", "qwen2", "starcoder2"], default="llama")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from typing import Optional
 
 import torch
 
@@ -25,6 +26,100 @@ def pick_device(requested: str = "auto") -> str:
         raise TrainerError("bad_args", "--device mps was requested but this PyTorch has no Apple MPS support. Use "
                            "--device auto (the repotune.training.device setting) or cpu.")
     return requested
+
+
+def free_memory(device: str) -> Optional[int]:
+    """Bytes this process can still allocate on `device`, or None when that cannot be told.
+
+    cuda: the driver's free memory on the current GPU (torch.cuda.mem_get_info; the CUDA context is already counted).
+    mps: the recommended maximum working set of the Metal device less what the driver has allocated (PyTorch 2.3+).
+    cpu: MemAvailable from /proc/meminfo (free plus reclaimable page cache; elsewhere the free pages sysconf reports),
+    capped by the container's cgroup memory limit, which MemAvailable does not see."""
+    if device == "cuda":
+        try:
+            return int(torch.cuda.mem_get_info()[0])
+        except Exception:  # noqa: BLE001 - no CUDA build raises AssertionError, a broken driver RuntimeError
+            return None
+    if device == "mps":
+        mps = getattr(torch, "mps", None)
+        limit = getattr(mps, "recommended_max_memory", None)
+        if limit is None:
+            return None
+        used = getattr(mps, "driver_allocated_memory", lambda: 0)
+        return max(0, int(limit()) - int(used()))
+    avail = _meminfo("MemAvailable")
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            avail = None
+    room = _cgroup_room()
+    if room is not None:
+        avail = room if avail is None else min(avail, room)
+    return avail
+
+
+def _meminfo(key: str) -> Optional[int]:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+# Per cgroup version: where the hierarchy is mounted, and the limit, usage and stat files and reclaimable-cache key.
+_CGROUP_V2 = ("/sys/fs/cgroup", "memory.max", "memory.current", "inactive_file")
+_CGROUP_V1 = ("/sys/fs/cgroup/memory", "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+
+
+def _cgroup_room() -> Optional[int]:
+    """The least (limit - usage + inactive page cache) over this process's memory cgroup and its ancestors (a
+    container's limit, which MemAvailable does not show); None when none of them has a limit."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    rooms = []
+    for line in lines:
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if controllers == "":
+            layout = _CGROUP_V2
+        elif "memory" in controllers.split(","):
+            layout = _CGROUP_V1
+        else:
+            continue
+        parts = [p for p in path.split("/") if p]
+        for depth in range(len(parts), -1, -1):
+            room = _room(os.path.join(layout[0], *parts[:depth]), *layout[1:])
+            if room is not None:
+                rooms.append(room)
+    return min(rooms) if rooms else None
+
+
+def _room(folder: str, limit_file: str, usage_file: str, cache_key: str) -> Optional[int]:
+    try:
+        with open(os.path.join(folder, limit_file)) as f:
+            raw = f.read().strip()
+        if raw == "max" or int(raw) >= 1 << 60:     # unlimited (v1 writes a huge number)
+            return None
+        with open(os.path.join(folder, usage_file)) as f:
+            usage = int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+    reclaimable = 0
+    try:
+        with open(os.path.join(folder, "memory.stat")) as f:
+            for line in f:
+                name, _, value = line.partition(" ")
+                if name == cache_key:
+                    reclaimable = int(value)
+    except (OSError, ValueError):
+        pass
+    return max(0, int(raw) - usage + reclaimable)
 
 
 def set_cpu_threads(threads: int | None, procs_on_host: int = 1) -> int:

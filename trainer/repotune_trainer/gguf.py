@@ -1,10 +1,12 @@
 """GGUF v3 reader and writer (the file format of llama.cpp models and LoRA adapters).
 
-Only what RepoTune needs: metadata of every type, tensor infos, tensor data as numpy memmaps, and an atomic
-writer. Shapes are given both ways: `ne` is ggml's order (fastest dimension first), `shape` is numpy's (reversed).
+Only what RepoTune needs: metadata of every type, tensor infos, tensor data as numpy views of a memory map of the
+file, and an atomic writer. Shapes are given both ways: `ne` is ggml's order (fastest dimension first), `shape` is
+numpy's (reversed).
 """
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 from dataclasses import dataclass, field
@@ -68,7 +70,9 @@ class TensorInfo:
     ne: List[int]          # ggml order
     ggml_type: int
     offset: int            # relative to the start of the data section
-    data: Any = None       # numpy memmap: typed for F32/F16/I*, raw uint8 bytes (shape[:-1] + [row bytes]) otherwise
+    data: Any = None       # view of the file's map: typed for F32/F16/I*, raw uint8 bytes (shape[:-1] + [row bytes])
+    start: int = 0         # absolute file offset of the data
+    nbytes: int = 0
 
     @property
     def shape(self) -> Tuple[int, ...]:
@@ -88,12 +92,19 @@ _TYPED_VIEWS = {0: np.float32, 1: np.float16, 24: np.int8, 25: np.int16, 26: np.
 
 
 class GGUFReader:
-    """Reads a GGUF file. Tensor data is memory-mapped, never copied, so a multi-gigabyte model opens instantly."""
+    """Reads a GGUF file. Tensor data is memory-mapped, never copied, so a multi-gigabyte model opens instantly.
+
+    Whoever copies the tensors out (the model loader) calls `release(info)` after each one, so that the file's pages
+    do not pile up in the process's resident memory while the copies do, and `close()` (or `with`) when done: the
+    map is then unmapped. The map is a plain `mmap.mmap` (not np.memmap) so that both are under our control."""
 
     def __init__(self, path: str):
         self.path = path
+        self._map = None
         try:
-            self._mm = np.memmap(path, dtype=np.uint8, mode="r")
+            with open(path, "rb") as f:
+                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            self._mm = np.frombuffer(self._map, dtype=np.uint8)
         except (OSError, ValueError) as e:
             raise GGUFError(f"cannot open {path}: {e}") from e
         self._pos = 0
@@ -103,9 +114,11 @@ class GGUFReader:
         try:
             self._parse()
         except GGUFError:
+            self.close()
             raise
         # Nonsense fields (alignment 0, shapes that do not fit the data) fail in numpy or arithmetic, not in struct.
         except (struct.error, IndexError, UnicodeDecodeError, ValueError, ZeroDivisionError, OverflowError) as e:
+            self.close()
             raise GGUFError(f"{path} is truncated or corrupt ({e})") from e
 
     # -- low-level parsing -------------------------------------------------------------------------------------
@@ -168,12 +181,47 @@ class GGUFReader:
             if start + nbytes > len(self._mm):
                 raise GGUFError(f"{self.path} is truncated: tensor {t.name} ends past the end of the file")
             raw = self._mm[start:start + nbytes]
+            t.start, t.nbytes = start, nbytes
             if t.ggml_type in _TYPED_VIEWS:
                 t.data = raw.view(_TYPED_VIEWS[t.ggml_type]).reshape(t.shape)
             else:
                 rows = list(t.shape[:-1])
                 t.data = raw.reshape(rows + [nbytes // max(1, int(np.prod(rows, dtype=np.int64)))])
             self.tensors[t.name] = t
+
+    # -- releasing the map ---------------------------------------------------------------------------------------
+    def release(self, info: TensorInfo) -> None:
+        """Drop the pages of one tensor's data from this process's resident memory (they stay in the OS page cache
+        and come back if the data is read again). Call it once the tensor has been copied out."""
+        advise = getattr(self._map, "madvise", None)          # Python 3.8+, on systems with madvise()
+        flag = getattr(mmap, "MADV_DONTNEED", None)
+        if advise is None or flag is None or self._map.closed or info.nbytes == 0:
+            return
+        page = mmap.PAGESIZE
+        lo = info.start // page * page
+        try:
+            advise(flag, lo, info.start + info.nbytes - lo)
+        except (OSError, ValueError):
+            pass   # only a memory-use optimization
+
+    def close(self) -> None:
+        """Unmap the file. Tensor data views become None; copies made from them are unaffected."""
+        for t in self.tensors.values():
+            t.data = None
+        self._mm = None
+        if self._map is not None and not self._map.closed:
+            try:
+                self._map.close()
+            except BufferError:
+                # A view is still referenced somewhere: the map goes when that view does.
+                pass
+        self._map = None
+
+    def __enter__(self) -> "GGUFReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # -- convenience -------------------------------------------------------------------------------------------
     def get(self, key: str, default: Any = None) -> Any:

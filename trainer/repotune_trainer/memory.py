@@ -1,41 +1,51 @@
 """Peak-memory estimate of a `train` run, from the GGUF's shapes and weight types alone (no tensor is loaded).
 
-`estimate(model_path, seq_len, batch, rank, device)` returns a breakdown in bytes and `total`. It follows what
-model.py and train.py keep alive at the peak of a step, which is the start of the backward pass (every layer's saved
-activations are live, and the output head's logits and their gradient copies are being processed):
+`estimate(model_path, seq_len, batch, rank, device, base_weights, grad_checkpoint)` returns a breakdown in bytes and
+`total`; `estimate_shape` does the same from a `ModelShape` already read (fit.py tries many settings on one). It
+follows what model.py and train.py keep alive at the peak of a step, which is the start of the backward pass (every
+layer's saved activations are live, and the output head's logits and their gradient copies are being processed):
 
-- weights: the frozen matrices as stored (FrozenMatmul keeps them packed), norms and biases as float32; a tied
-  output head counted once. On cpu also `mapped_file`: `pack()` copies every tensor out of the GGUF's memory map,
-  and the reader stays open for the whole run, so the file's pages stay resident (they count in the RSS).
+- weights: the frozen matrices as they are held in training: as stored, or, with `base_weights` q8_0 / q4_0, as the
+  quantized copy quants.base_weight_type gives them (the same function the loader uses); norms and biases as
+  float32; a tied output head counted once. The file's own pages are not counted: the loader releases each tensor's
+  pages once copied (GGUFReader.release) and unmaps the file after loading.
 - lora: A and B, their gradients, AdamW's two moments, and the best-so-far copy train.py keeps (5 x float32).
-- activations: what autograd saves per layer (see `_layer_activations`), for batch x seq_len tokens.
+- activations: what autograd saves per layer (see `_layer_activations`), for batch x seq_len tokens; with gradient
+  checkpointing only each block's input, plus (in `transient`) the one block recomputed during its backward.
 - transient: the larger of (a) the output head: logits, log-softmax and its gradient copies for batch x seq_len
   tokens x vocab (float32) plus the dequantized head matrix, and (b) a layer's backward: the dequantized largest
   matrix plus the gradients in flight.
-- cpu_allocator (cpu only): CPU_ALLOCATOR_FACTOR x activations, the heap growth the temporaries leave behind
-  (measured, see the constant).
+- cpu_allocator (cpu only): CPU_ALLOCATOR_FACTOR x the activations of a run without checkpointing, the heap growth
+  the temporaries leave behind (measured, see the constant). With checkpointing too: the forward pass creates the
+  same temporaries and frees them at once instead of saving them, but glibc's heap keeps them (its mmap threshold
+  rises to 32 MB as big blocks are freed, so most of them come from the heap, which only shrinks from the top).
+  Measured, PyTorch 1.13 CPU, 2 steps: width 512 x 4 layers F16, 8 x 256 tokens: peak RSS 1531 MB without, 1301 MB
+  with checkpointing (estimates 1434 / 1149); width 512 x 2 layers F32, 8 x 512: 1532 / 1213 MB (1582 / 1393).
+  On the CPU checkpointing saves RSS only through the saved activations themselves.
 - runtime (cpu only): the resident size of a process that has imported the trainer and run one small backward
   (Python, PyTorch, its BLAS buffers, the autograd engine), measured once per process in a fresh subprocess.
 
 The padding fraction of the dataset is unknown here, so the head is sized for all batch x seq_len tokens (an upper
-bound). cuda estimates device memory (bf16 matmul outputs under autocast where the GPU supports it, plus a CUDA context
-allowance is left to the caller: the number is what PyTorch allocates, not nvidia-smi's figure).
+bound). cuda estimates device memory (bf16 matmul outputs under autocast where the GPU supports it; the CUDA context
+and the caching allocator's slack are left to the caller: the number is what PyTorch allocates, not nvidia-smi's
+figure). mps is counted as cuda with float32 activations (no autocast there).
 
-CLI: `python -m repotune_trainer.memory --model M --seq-len N --batch B --rank R [--device cpu|cuda]` prints one JSON
-line: the same dict.
+CLI: `python -m repotune_trainer.memory --model M --seq-len N --batch B --rank R [--device cpu|cuda|mps]
+[--base-weights keep|q8_0|q4_0] [--grad-checkpoint]` prints one JSON line: the same dict.
 """
 from __future__ import annotations
 
 import argparse
 import functools
 import json
-import math
 import os
 import subprocess
 import sys
-from typing import Dict
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
 
 from .gguf import GGUFReader, tensor_nbytes, type_name
+from .quants import BASE_WEIGHT_MODES, base_weight_type
 
 F32_BYTES = 4
 # glibc's heap does not give back the forward/backward temporaries' memory in a reusable shape: a CPU process's RSS
@@ -112,43 +122,75 @@ def runtime_baseline() -> int:
         return 300 * 2**20   # no /proc (macOS) or a failure: a typical PyTorch 1.13-2.x CPU process
 
 
-def estimate(model_path: str, seq_len: int, batch: int, rank: int, device: str = "cpu") -> Dict[str, object]:
-    if device not in ("cpu", "cuda"):
-        raise ValueError("device must be 'cpu' or 'cuda'")
-    r = GGUFReader(model_path)
-    m = _meta(r)
-    cuda = device == "cuda"
-    act = 2 if cuda else F32_BYTES        # bf16 autocast on CUDA (full precision on GPUs without bf16: an underestimate)
+@dataclass
+class ModelShape:
+    """What the estimate needs from a GGUF: hyperparameters and each tensor's (name, ggml type, numpy shape, ne)."""
+    meta: Dict[str, int]
+    tensors: List[Tuple[str, int, Tuple[int, ...], List[int]]]
+    tied: bool
+
+
+def model_shape(r: GGUFReader) -> ModelShape:
+    return ModelShape(_meta(r), [(n, t.ggml_type, t.shape, list(t.ne)) for n, t in r.tensors.items()],
+                      "output.weight" not in r.tensors)
+
+
+def estimate(model_path: str, seq_len: int, batch: int, rank: int, device: str = "cpu", base_weights: str = "keep",
+             grad_checkpoint: bool = False) -> Dict[str, object]:
+    with GGUFReader(model_path) as r:
+        shape = model_shape(r)
+    return estimate_shape(shape, seq_len, batch, rank, device, base_weights, grad_checkpoint)
+
+
+def estimate_shape(shape: ModelShape, seq_len: int, batch: int, rank: int, device: str = "cpu",
+                   base_weights: str = "keep", grad_checkpoint: bool = False,
+                   runtime: Optional[int] = None) -> Dict[str, object]:
+    """`runtime` (cpu): the resident bytes of everything but the run itself; by default `runtime_baseline()`."""
+    if device not in ("cpu", "cuda", "mps"):
+        raise ValueError("device must be 'cpu', 'cuda' or 'mps'")
+    if base_weights not in BASE_WEIGHT_MODES:
+        raise ValueError(f"base_weights must be one of {', '.join(BASE_WEIGHT_MODES)}")
+    m = shape.meta
+    cpu = device == "cpu"
+    act = 2 if device == "cuda" else F32_BYTES   # bf16 autocast on CUDA (full precision on GPUs without bf16: an underestimate)
     sdpa = _has_sdpa()
 
-    weights = mapped = 0
+    weights = 0
     largest_layer, head_deq = 0, 0
-    for name, t in r.tensors.items():
-        nb = tensor_nbytes(t.ggml_type, t.ne)
-        mapped += nb
-        is_matrix = len(t.shape) == 2 and name != "rope_freqs.weight"
-        weights += nb if is_matrix else t.n_elements * F32_BYTES
-        if is_matrix:
-            copies = _QUANT_DEQUANT_COPIES.get(type_name(t.ggml_type), 2)
-            deq = copies * t.n_elements * act
-            if name.startswith("blk."):
-                largest_layer = max(largest_layer, deq)
-    head = r.tensors.get("output.weight") or r.tensors["token_embd.weight"]
-    head_deq = _QUANT_DEQUANT_COPIES.get(type_name(head.ggml_type), 2) * head.n_elements * act
+    head_name = "token_embd.weight" if shape.tied else "output.weight"
+    for name, ggml_type, tshape, ne in shape.tensors:
+        is_matrix = len(tshape) == 2 and name != "rope_freqs.weight"
+        if not is_matrix:
+            weights += int(_prod(ne)) * F32_BYTES
+            continue
+        held = base_weight_type(name, ggml_type, tshape, base_weights, shape.tied) or ggml_type
+        weights += tensor_nbytes(held, ne)
+        deq = _QUANT_DEQUANT_COPIES.get(type_name(held), 2) * int(_prod(ne)) * act
+        if name.startswith("blk."):
+            largest_layer = max(largest_layer, deq)
+        if name == head_name:
+            head_deq = deq
 
     n_lora = 0
     targets = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
+    matrices = {name: tshape for name, _, tshape, _ in shape.tensors}
     for i in range(m["n_layer"]):
         for n in targets:
-            t = r.tensors.get(f"blk.{i}.{n}.weight")
+            t = matrices.get(f"blk.{i}.{n}.weight")
             if t is not None:
-                n_out, n_in = t.shape
+                n_out, n_in = t
                 n_lora += rank * (n_in + n_out)
     lora = 5 * n_lora * F32_BYTES
 
     T = batch * seq_len
-    activations = sum(_layer_activations(m, batch, seq_len, rank, act, sdpa, i == 0) for i in range(m["n_layer"]))
-    activations += 3 * T * m["n_embd"] * F32_BYTES          # output norm: input, x * rsqrt, output
+    per_layer = [_layer_activations(m, batch, seq_len, rank, act, sdpa, i == 0) for i in range(m["n_layer"])]
+    out_norm = 3 * T * m["n_embd"] * F32_BYTES              # output norm: input, x * rsqrt, output
+    if grad_checkpoint:
+        # Autograd keeps each block's input; backward recomputes one block at a time, whose saved tensors then live
+        # next to the gradients in flight.
+        activations, recomputed = m["n_layer"] * T * m["n_embd"] * F32_BYTES + out_norm, max(per_layer)
+    else:
+        activations, recomputed = sum(per_layer) + out_norm, 0
     # Head: logits (freed after log_softmax) and log_softmax (saved); in backward its gradient, log_softmax's backward
     # output and the float32 grad_y copy: about three N x vocab float32 tensors at once, plus the dequantized head.
     head_peak = 3 * T * m["n_vocab"] * F32_BYTES + head_deq
@@ -157,17 +199,23 @@ def estimate(model_path: str, seq_len: int, batch: int, rank: int, device: str =
     grads = 3 * T * m["n_ff"] * act
     if not sdpa:
         grads = max(grads, 3 * batch * m["n_head"] * seq_len * seq_len * F32_BYTES)
-    layer_peak = largest_layer + grads
+    layer_peak = largest_layer + grads + recomputed
     transient = max(head_peak, layer_peak)
 
     out = {"device": device, "seq_len": seq_len, "batch": batch, "rank": rank, "arch": m["arch"],
-           "weights": int(weights), "mapped_file": int(mapped) if not cuda else 0, "lora": int(lora),
-           "activations": int(activations), "transient": int(transient),
-           "cpu_allocator": 0 if cuda else int(CPU_ALLOCATOR_FACTOR * activations),
-           "runtime": int(runtime_baseline()) if not cuda else 0}
-    out["total"] = sum(out[k] for k in ("weights", "mapped_file", "lora", "activations", "transient", "cpu_allocator",
-                                        "runtime"))
+           "base_weights": base_weights, "grad_checkpoint": int(bool(grad_checkpoint)),
+           "weights": int(weights), "lora": int(lora), "activations": int(activations), "transient": int(transient),
+           "cpu_allocator": int(CPU_ALLOCATOR_FACTOR * (sum(per_layer) + out_norm)) if cpu else 0,
+           "runtime": (int(runtime) if runtime is not None else int(runtime_baseline())) if cpu else 0}
+    out["total"] = sum(out[k] for k in ("weights", "lora", "activations", "transient", "cpu_allocator", "runtime"))
     return out
+
+
+def _prod(ne) -> int:
+    n = 1
+    for v in ne:
+        n *= int(v)
+    return n
 
 
 def main(argv=None) -> int:
@@ -176,9 +224,13 @@ def main(argv=None) -> int:
     p.add_argument("--seq-len", type=int, required=True)
     p.add_argument("--batch", type=int, required=True)
     p.add_argument("--rank", type=int, required=True)
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--device", choices=("cpu", "cuda", "mps"), default="cpu")
+    p.add_argument("--base-weights", choices=BASE_WEIGHT_MODES, default="keep",
+                   help="the form full-precision matrices are trained in (train's --base-weights, once decided)")
+    p.add_argument("--grad-checkpoint", action="store_true")
     a = p.parse_args(argv)
-    print(json.dumps(estimate(a.model, a.seq_len, a.batch, a.rank, a.device)), flush=True)
+    print(json.dumps(estimate(a.model, a.seq_len, a.batch, a.rank, a.device, a.base_weights, a.grad_checkpoint)),
+          flush=True)
     return 0
 
 

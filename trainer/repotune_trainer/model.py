@@ -25,7 +25,7 @@ import torch.utils.checkpoint
 
 from .events import TrainerError
 from .gguf import GGUFError, GGUFReader
-from .quants import PackedWeight, UnsupportedQuantError, dequantize, pack
+from .quants import PackedWeight, UnsupportedQuantError, base_weight_type, dequantize, pack, quantize
 
 SUPPORTED_ARCHES = ("llama", "qwen2", "starcoder2")
 LORA_TARGETS = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")
@@ -233,7 +233,7 @@ class LoraModel(nn.Module):
 
     def __init__(self, reader: GGUFReader, rank: int = 16, alpha: Optional[float] = None,
                  targets=None, device: str = "cpu", seed: int = 0, lora_dropout: float = 0.0,
-                 grad_checkpoint: bool = False):
+                 grad_checkpoint: bool = False, base_weights: str = "keep"):
         super().__init__()
         # Dropout on the LoRA input path only (PEFT's lora_dropout), in training mode only.
         self.lora_dropout = float(lora_dropout)
@@ -246,6 +246,9 @@ class LoraModel(nn.Module):
         self.device = torch.device(device)
         self.weights: Dict[str, PackedWeight] = {}
         self.small: Dict[str, torch.Tensor] = {}   # norms and biases, as float32
+        # --base-weights q8_0/q4_0: full-precision matrices quantized on the device ({name: the file's type}).
+        self.quantized_from: Dict[str, str] = {}
+        tied = "output.weight" not in reader.tensors
 
         def load(name: str, required: bool = True) -> Optional[PackedWeight]:
             info = reader.tensors.get(name)
@@ -255,9 +258,15 @@ class LoraModel(nn.Module):
                                        "not a standard llama.cpp conversion.")
                 return None
             try:
-                return pack(info).to(self.device)
+                w = pack(info).to(self.device)
             except UnsupportedQuantError as e:
                 raise TrainerError("bad_model", str(e)) from e
+            reader.release(info)   # copied: its file pages need not stay in this process's memory
+            to = base_weight_type(name, w.ggml_type, w.shape, base_weights, tied)
+            if to is not None:
+                self.quantized_from[name] = w.type_name
+                w = quantize(w, to)
+            return w
 
         def load_small(name: str, required: bool = True) -> Optional[torch.Tensor]:
             w = load(name, required)
@@ -472,3 +481,9 @@ def open_model(path: str) -> GGUFReader:
                                "setting.") from e
         raise TrainerError("bad_model", f"The model file could not be read: {e}. Download the GGUF again or pick "
                            "another model.") from e
+
+
+def model_config(reader: GGUFReader) -> ModelConfig:
+    """The model's hyperparameters from its metadata, or the bad_model / unsupported_arch error, before any tensor is
+    loaded (train.py checks the data and the memory first)."""
+    return _config(reader)

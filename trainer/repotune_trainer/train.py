@@ -33,9 +33,11 @@ import torch
 from .adapter import write_adapter
 from .checkpoint import latest_checkpoint, load_latest_checkpoint, save_checkpoint
 from .data import Rows, batch_indices, count_targets, load_dataset, to_inputs_targets
-from .device import Dist, pick_device, set_cpu_threads
+from .device import Dist, free_memory, pick_device, set_cpu_threads
 from .events import TrainerError, emit, log, set_run_id
-from .model import ARCH_MATRICES, LoraModel, open_model, parse_targets
+from .fit import LOADING, Settings, Watch, after_failure, is_out_of_memory, preflight
+from .memory import model_shape
+from .model import ARCH_MATRICES, LoraModel, model_config, open_model, parse_targets
 
 
 class StopRequested:
@@ -73,7 +75,7 @@ def autocast_for(device: str):
 
 
 def evaluate(model: LoraModel, val: Rows, batch: int, device: str, autocast, stop: StopRequested,
-             max_sequences: int, dist: Dist = None, stop_agreed: list = None):
+             max_sequences: int, dist: Dist = None, stop_agreed: list = None, isolate: bool = False):
     """Token-weighted mean validation loss, or None without validation data (or when a stop interrupted it).
 
     Under torchrun each rank evaluates its share of the sequences and the sums (with the ranks' stop flags, into
@@ -92,7 +94,7 @@ def evaluate(model: LoraModel, val: Rows, batch: int, device: str, autocast, sto
         for i in range(0, val.shape[0], batch):
             if stop and not distributed:
                 return None
-            inputs, targets, segments = to_inputs_targets(val[i:i + batch], device)
+            inputs, targets, segments = to_inputs_targets(val[i:i + batch], device, isolate)
             with autocast():
                 loss, n = model.loss(inputs, targets, segments)
             total += float(loss) * n
@@ -123,11 +125,6 @@ def _validate_args(a) -> None:
         raise TrainerError("bad_args", "; ".join(problems) + ".")
 
 
-def _is_oom(e: BaseException) -> bool:
-    oom = getattr(torch.cuda, "OutOfMemoryError", None)
-    return (oom is not None and isinstance(e, oom)) or (isinstance(e, RuntimeError) and "out of memory" in str(e))
-
-
 def _sum_lora_grads(params, dist: Dist) -> None:
     """All ranks' LoRA gradients summed into every rank's .grad, in one flattened all_reduce."""
     flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
@@ -156,8 +153,25 @@ def _resume_state(a, dist: Dist):
     return got[1]
 
 
-def train(a, stop: StopRequested, dist: Dist = None) -> int:
+def _memory_plan(a, reader, device: str, seq_len: int, dist: Dist):
+    """The preflight (fit.py): --base-weights auto resolved, and an out_of_memory error before anything is loaded when
+    the estimate does not fit the free memory. Ranks of one machine share its RAM, so on the CPU each counts on its
+    share of it."""
+    requested = Settings(a.batch, a.grad_accum, bool(getattr(a, "grad_checkpoint", False)), seq_len, a.rank,
+                         getattr(a, "base_weights", "keep"))
+    free = free_memory(device)
+    if free is not None and device == "cpu" and dist.enabled:
+        free //= max(1, dist.local_world)
+    plan = preflight(model_shape(reader), device, requested, free, check=not getattr(a, "no_memory_check", False))
+    sentence = plan.describe()
+    if sentence:
+        log(sentence)
+    return plan
+
+
+def train(a, stop: StopRequested, dist: Dist = None, watch: Watch = None) -> int:
     dist = dist or Dist()
+    watch = watch or Watch()
     _validate_args(a)
     targets = parse_targets(getattr(a, "targets", None))   # None = every matrix the architecture has
     lora_dropout = float(getattr(a, "lora_dropout", 0.0) or 0.0)
@@ -167,9 +181,19 @@ def train(a, stop: StopRequested, dist: Dist = None) -> int:
     dist.init(device)
     threads = set_cpu_threads(a.threads, dist.local_world if dist.enabled else 1) if device == "cpu" else None
     torch.manual_seed(a.seed)
-    reader = open_model(a.model)
-    model = LoraModel(reader, rank=a.rank, alpha=a.alpha, targets=targets, device=device, seed=a.seed,
-                      lora_dropout=lora_dropout, grad_checkpoint=bool(getattr(a, "grad_checkpoint", False)))
+    # Model metadata and the dataset first, then the memory check, and only then the weights: a run that cannot fit
+    # fails in seconds, before loading gigabytes.
+    with open_model(a.model) as reader:
+        data = load_dataset(a.data, model_config(reader).n_vocab)
+        watch.plan = plan = _memory_plan(a, reader, device, data.seq_len, dist)
+        watch.phase = LOADING
+        model = LoraModel(reader, rank=a.rank, alpha=a.alpha, targets=targets, device=device, seed=a.seed,
+                          lora_dropout=lora_dropout, grad_checkpoint=bool(getattr(a, "grad_checkpoint", False)),
+                          base_weights=plan.settings.base_weights)
+    # The file is unmapped here (GGUFReader.close): the weights live in the model's own tensors.
+    if device == "cuda" and model.quantized_from:
+        torch.cuda.empty_cache()   # the full-precision copies quantized away, for other processes and the check
+    watch.phase = "training"
     if targets is not None:
         missing = [t for t in targets if t not in ARCH_MATRICES[model.cfg.arch]]
         if not model.lora_names:
@@ -177,7 +201,6 @@ def train(a, stop: StopRequested, dist: Dist = None) -> int:
                                f"model does not have; it has {', '.join(ARCH_MATRICES[model.cfg.arch])}.")
         if missing:
             log(f"--targets: a {model.cfg.arch} model has no {', '.join(missing)}; training the others")
-    data = load_dataset(a.data, model.cfg.n_vocab)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=a.lr, betas=(0.9, 0.999), weight_decay=0.0)
     warmup = a.warmup if a.warmup is not None else min(50, max(1, a.steps // 20))
@@ -195,7 +218,8 @@ def train(a, stop: StopRequested, dist: Dist = None) -> int:
     settings = {"batch": a.batch, "grad_accum": a.grad_accum, "seed": a.seed, "lr": a.lr, "steps": a.steps,
                 "warmup": warmup, "eval_every": a.eval_every, "patience": a.patience,
                 "max_eval_sequences": a.max_eval_sequences,
-                "targets": sorted({n.split(".")[2] for n in model.lora_names}), "lora_dropout": lora_dropout}
+                "targets": sorted({n.split(".")[2] for n in model.lora_names}), "lora_dropout": lora_dropout,
+                "base_weights": plan.settings.base_weights}
     start_step, val_loss_base = 0, None
     best = {"val_loss": None, "step": None, "lora": None}   # the evaluated state with the lowest validation loss
     early = {"bad_evals": 0}   # evaluations since the best one (early stopping)
@@ -227,7 +251,10 @@ def train(a, stop: StopRequested, dist: Dist = None) -> int:
          trainable_params=model.trainable_params(), total_params=model.total_params(), steps=a.steps,
          batch=a.batch, seq_len=data.seq_len, train_sequences=int(data.train.shape[0]),
          val_sequences=int(data.val.shape[0]), resumed_from_step=start_step if a.resume and start_step else None,
-         grad_accum=a.grad_accum)
+         grad_accum=a.grad_accum,
+         base_weights={"requested": getattr(a, "base_weights", "keep"), "used": plan.settings.base_weights,
+                       "quantized": len(model.quantized_from)},
+         memory_estimate=plan.need, memory_free=plan.free)
 
     # Under torchrun the stop decision must be the same on every rank (a signal may reach only one): it is the
     # stop flags summed in the last all_reduce. Without torchrun it is the local flag.
@@ -237,7 +264,8 @@ def train(a, stop: StopRequested, dist: Dist = None) -> int:
         return stop_agreed[0] if dist.enabled else bool(stop)
 
     def run_eval(step: int):
-        v = evaluate(model, data.val, a.batch, device, autocast, stop, a.max_eval_sequences, dist, stop_agreed)
+        v = evaluate(model, data.val, a.batch, device, autocast, stop, a.max_eval_sequences, dist, stop_agreed,
+                     a.isolate_examples)
         if v is not None:
             emit("eval", step=step, val_loss=v)
             if step > 0:
@@ -297,7 +325,7 @@ def train(a, stop: StopRequested, dist: Dist = None) -> int:
             torch.manual_seed(a.seed * 1_000_003 + step)
         loss_sum, n_tokens = 0.0, 0
         for part in micro:
-            inputs, targets, segments = to_inputs_targets(part, device)
+            inputs, targets, segments = to_inputs_targets(part, device, a.isolate_examples)
             with autocast():
                 loss, n = model.loss(inputs, targets, segments)
             (loss * (n / n_step) if weighted else loss).backward()
@@ -340,9 +368,24 @@ def train(a, stop: StopRequested, dist: Dist = None) -> int:
     if dist.is_main:
         write_adapter(a.adapter_out, model.cfg.arch, model.alpha, lora, os.path.basename(a.model))
     log(f"adapter written to {a.adapter_out}; {trained_tokens / max(train_time, 1e-9):.0f} tokens/s")
+    # The CUDA allocator's peak over the whole run (bench/gpu_compare.py compares it with transformers + peft);
+    # absent on other devices, which have no such counter.
+    peak = {"peak_memory_bytes": int(torch.cuda.max_memory_allocated())} if device == "cuda" else {}
     emit("done", step=step, adapter=a.adapter_out, val_loss_base=val_loss_base, val_loss=val_loss,
-         adapter_step=adapter_step, early_stopped=early_stopped)
+         adapter_step=adapter_step, early_stopped=early_stopped, **peak)
     return 0
+
+
+def _release_memory(e: BaseException) -> None:
+    """After an allocation failure: drop the failed run's tensors (the model, optimizer state and activations are
+    held by the traceback's frames), so that the error can be built and the free memory measured without them."""
+    import gc
+    tb = e.__traceback__
+    if tb is not None:
+        traceback.clear_frames(tb)
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def run_train(a) -> int:
@@ -350,8 +393,9 @@ def run_train(a) -> int:
     stop = StopRequested()
     stop.install()
     dist = Dist()
+    watch = Watch()
     try:
-        return train(a, stop, dist)
+        return train(a, stop, dist, watch)
     except TrainerError as e:
         emit("error", code=e.code, message=e.message)
     except KeyboardInterrupt:
@@ -359,9 +403,10 @@ def run_train(a) -> int:
         return 130
     except Exception as e:  # noqa: BLE001 - every failure must reach the extension as an event
         traceback.print_exc()
-        if _is_oom(e):
-            emit("error", code="out_of_memory", message=f"The device ran out of memory ({e}). Lower the sequence "
-                 "length (repotune.training.seqLen) or the batch size, or close other programs using the GPU.")
+        if is_out_of_memory(e):
+            _release_memory(e)
+            err = after_failure(e, watch.plan, free_memory(watch.plan.device) if watch.plan else None, watch.phase)
+            emit("error", code=err.code, message=err.message)
         else:
             emit("error", code="internal", message=f"The trainer failed unexpectedly: {type(e).__name__}: {e}. "
                  "The trainer log has the details.")

@@ -147,3 +147,65 @@ def saved_bytes(fn) -> int:
     with torch.autograd.graph.saved_tensors_hooks(pack_hook, lambda t: t):
         fn()
     return sum(total)
+
+
+def schema_failures(stdout: str):
+    """Lines of trainer stdout that the real zod schema of src/protocol/trainer.ts rejects (bundled on the fly with
+    esbuild), as [{line, reason}]; None when node or esbuild is missing here."""
+    from shutil import which
+    repo = os.path.dirname(TRAINER_ROOT)
+    if which("node") is None or not os.path.isdir(os.path.join(repo, "node_modules", "esbuild")):
+        return None
+    script = (
+        "const esbuild = require('esbuild');"
+        "const r = esbuild.buildSync({entryPoints: ['src/protocol/trainer.ts'], bundle: true, format: 'cjs',"
+        " platform: 'node', write: false});"
+        "const m = {exports: {}}; new Function('module', 'exports', 'require', r.outputFiles[0].text)(m, m.exports, require);"
+        "const lines = require('fs').readFileSync(0, 'utf8').split('\\n').filter(Boolean);"
+        "console.log(JSON.stringify(lines.map(l => m.exports.parseTrainerLine(l)).filter(x => !x.ok)));"
+    )
+    res = subprocess.run(["node", "-e", script], input=stdout, capture_output=True, text=True, cwd=repo, timeout=60)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def sparse_model(path, width: int, n_layer: int, dtype: str = "f16") -> str:
+    """A valid llama GGUF of any size (the tiny model's metadata and vocabulary at `width` and `n_layer`) whose
+    tensor data is a hole in a sparse file: the header is real and every tensor reads as zeros, so the memory
+    estimate and the preflight see a big model without the disk or the time to write one."""
+    from repotune_trainer.gguf import GGML_TYPE_IDS, GGUFWriter, _PendingTensor, tensor_nbytes, u32
+    from repotune_trainer.tiny import build
+
+    wr = build("llama", 0, "f32", False, 64)
+    arch = "llama"
+    n_ff, kv = 3 * width, width // 4 * 2
+    for key, value in (("embedding_length", width), ("feed_forward_length", n_ff), ("block_count", n_layer),
+                       ("rope.dimension_count", width // 4)):
+        wr.metadata[f"{arch}.{key}"] = u32(value)
+    mat = GGML_TYPE_IDS[dtype.upper()]
+    n_vocab = len(TOKENS)
+    shapes = [("token_embd.weight", [width, n_vocab], mat), ("output_norm.weight", [width], 0),
+              ("output.weight", [width, n_vocab], mat)]
+    for i in range(n_layer):
+        p = f"blk.{i}."
+        shapes += [(p + "attn_norm.weight", [width], 0), (p + "ffn_norm.weight", [width], 0),
+                   (p + "attn_q.weight", [width, width], mat), (p + "attn_k.weight", [width, kv], mat),
+                   (p + "attn_v.weight", [width, kv], mat), (p + "attn_output.weight", [width, width], mat),
+                   (p + "ffn_gate.weight", [width, n_ff], mat), (p + "ffn_up.weight", [width, n_ff], mat),
+                   (p + "ffn_down.weight", [n_ff, width], mat)]
+
+    class _Hole:
+        def __init__(self, n):
+            self.n = n
+
+        def __len__(self):
+            return self.n
+
+    out = GGUFWriter(alignment=wr.alignment, metadata=wr.metadata)
+    out.tensors = [_PendingTensor(name, ne, t, _Hole(tensor_nbytes(t, ne))) for name, ne, t in shapes]
+    header, offsets = out.to_bytes_header()
+    end = len(header) + offsets[-1] + len(out.tensors[-1].data)
+    with open(path, "wb") as f:
+        f.write(header)
+        f.truncate(end)
+    return str(path)

@@ -42,7 +42,8 @@ def test_a_packed_example_sees_only_itself(tiny_models, key, grad_checkpoint):
     a = fim_example("int a = 1;\n", "int b = 2;\n", "")
     b = fim_example("def f(x):\n", "    return x\n", "\n")
     rows = _packed_row(a, b, len(a) + len(b) + 5)
-    inputs, targets, segments = to_inputs_targets(rows, "cpu")
+    assert to_inputs_targets(rows, "cpu")[2] is None, "isolation is opt-in"
+    inputs, targets, segments = to_inputs_targets(rows, "cpu", isolate=True)
     assert segments is not None and segments[0, 0] == 1 and segments[0, len(a)] == 2
     with torch.no_grad():
         packed = m(inputs, segments)[0, len(a):len(a) + len(b) - 1]
@@ -59,15 +60,16 @@ def test_a_packed_example_sees_only_itself(tiny_models, key, grad_checkpoint):
 def test_targets_skip_padding_starts_and_sentinels():
     tokens = np.array([[5, 6, 7, 8, 9, -1, -1]], dtype=np.int32)
     flags = np.array([[FLAG_START, FLAG_NO_LOSS, 0, FLAG_START | FLAG_NO_LOSS, 0, 0, 0]], dtype=np.uint8)
-    inputs, targets, segments = to_inputs_targets(Rows(tokens, flags), "cpu")
+    inputs, targets, segments = to_inputs_targets(Rows(tokens, flags), "cpu", isolate=True)
     # Predicting 6 (a sentinel), 8 (the next example's start): no loss; 7 and 9 are targets; padding is not.
     assert targets.tolist() == [[-1, 7, -1, 9, -1, -1]]
     assert inputs.tolist() == [[5, 6, 7, 8, 9, 0]]
     assert segments.tolist() == [[1, 1, 1, 2, 2, 2]]
     assert count_targets(Rows(tokens, flags)) == 2
     # One example per row (version 1, or version 2 without a second start): plain causal attention, no mask.
-    assert to_inputs_targets(Rows(tokens), "cpu")[2] is None
-    assert to_inputs_targets(Rows(tokens[:, :3], flags[:, :3]), "cpu")[2] is None
+    assert to_inputs_targets(Rows(tokens), "cpu", isolate=True)[2] is None
+    assert to_inputs_targets(Rows(tokens[:, :3], flags[:, :3]), "cpu", isolate=True)[2] is None
+    assert to_inputs_targets(Rows(tokens, flags), "cpu")[2] is None
     assert count_targets(Rows(tokens)) == 4
 
 
@@ -96,8 +98,10 @@ def test_version_2_datasets_are_checked(tmp_path):
         load_dataset(bad, _n_vocab())
 
 
-def test_training_on_packed_examples_learns_the_middle(tiny_models, tmp_path):
-    """A real run on version-2 data (several examples per row): the loss falls and the adapter is written."""
+@pytest.mark.parametrize("isolate", [False, True])
+def test_training_on_packed_examples_learns_the_middle(tiny_models, tmp_path, isolate):
+    """A real run on version-2 data (several examples per row), examples isolated or not: the loss falls and the
+    adapter is written."""
     line = 'x = "zebra";\n'
     train = [fim_example(line * (k % 2), line, "") for k in range(16)]
     data = write_dataset(tmp_path / "d", train, train[:4], 64)
@@ -105,7 +109,8 @@ def test_training_on_packed_examples_learns_the_middle(tiny_models, tmp_path):
     assert (rows.flags & FLAG_START).sum() == 16 and len(rows) < 16, "several examples share a row"
     out, adapter = tmp_path / "run", tmp_path / "a.gguf"
     p, events = run_cli(*train_args(tiny_models[("llama", "f32")], data, out, adapter, "--steps", "30", "--lr", "0.01",
-                                    "--rank", "8", "--batch", "4", "--eval-every", "30"))
+                                    "--rank", "8", "--batch", "4", "--eval-every", "30",
+                                    *(["--isolate-examples"] if isolate else [])))
     assert p.returncode == 0, p.stderr
     done = [e for e in events if e["event"] == "done"][0]
     assert done["val_loss"] < done["val_loss_base"] * 0.5 and os.path.getsize(adapter) > 0

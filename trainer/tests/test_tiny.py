@@ -120,3 +120,93 @@ def test_wider_f32_model_loads(tmp_path):
     from repotune_trainer.gguf import GGUFReader as R
     r = R(write_tiny_model(str(tmp_path / "w.gguf"), "starcoder2", width=128))
     assert r.get("starcoder2.embedding_length") == 128 and r.tensors["blk.0.ffn_up.weight"].shape == (384, 128)
+
+
+# -- shape options and the fast generator (full-size random models for bench/gpu_compare.py) ----------------------
+
+SHAPED = dict(n_layer=3, n_head=2, n_head_kv=1, n_ff=512, n_vocab=300, rope_base=1e6, rms_eps=1e-6,
+              context_length=8192)
+
+
+def test_shape_options_reach_the_file(tmp_path):
+    from repotune_trainer.tiny import vocab
+    r = GGUFReader(write_tiny_model(str(tmp_path / "s.gguf"), "qwen2", 0, "q4_k_m", tied=True, width=256, fast=True,
+                                    **SHAPED))
+    assert r.get("qwen2.block_count") == 3 and r.get("qwen2.embedding_length") == 256
+    assert r.get("qwen2.attention.head_count") == 2 and r.get("qwen2.attention.head_count_kv") == 1
+    assert r.get("qwen2.rope.dimension_count") == 128 and r.get("qwen2.feed_forward_length") == 512
+    assert r.get("qwen2.context_length") == 8192
+    assert r.get("qwen2.rope.freq_base") == pytest.approx(1e6)
+    assert r.get("qwen2.attention.layer_norm_rms_epsilon") == pytest.approx(1e-6)
+    tokens, types = r.get("tokenizer.ggml.tokens"), r.get("tokenizer.ggml.token_type")
+    base = vocab()["tokens"]
+    assert len(tokens) == 300 and tokens[:len(base)] == base and tokens[-1] == f"<|unused_{300 - len(base) - 1}|>"
+    assert set(types[len(base):]) == {5}                            # llama.cpp's LLAMA_TOKEN_TYPE_UNUSED
+    assert r.get("tokenizer.ggml.fim_mid_token_id") == TOKEN_ID["<|fim_middle|>"]
+    shapes = {n: t.shape for n, t in r.tensors.items()}
+    assert shapes["token_embd.weight"] == (300, 256) and "output.weight" not in shapes
+    assert shapes["blk.2.attn_k.weight"] == (128, 256) and shapes["blk.2.attn_k.bias"] == (128,)
+    assert shapes["blk.0.ffn_down.weight"] == (256, 512) and shapes["blk.0.ffn_gate.weight"] == (512, 256)
+    types_of = {n: t.type_name for n, t in r.tensors.items()}
+    # use_more_bits(i, 3) picks layer 2 only; the tied head (token_embd) is Q6_K
+    assert types_of["token_embd.weight"] == "Q6_K"
+    assert types_of["blk.2.ffn_down.weight"] == types_of["blk.2.attn_v.weight"] == "Q6_K"
+    assert types_of["blk.1.ffn_down.weight"] == types_of["blk.1.attn_v.weight"] == "Q4_K"
+
+
+def test_fast_generator_is_deterministic_and_writes_its_own_weights_in_order(tmp_path):
+    from repotune_trainer.quants import pack
+    from repotune_trainer.tiny import make_weights
+    a = write_tiny_model(str(tmp_path / "a.gguf"), "qwen2", 5, "q8_0", width=128, fast=True, **SHAPED)
+    b = write_tiny_model(str(tmp_path / "b.gguf"), "qwen2", 5, "q8_0", width=128, fast=True, **SHAPED)
+    slow = write_tiny_model(str(tmp_path / "c.gguf"), "qwen2", 5, "q8_0", width=128, **SHAPED)
+    assert _sha(a) == _sha(b) != _sha(slow)
+    # the threads wrote every tensor under its own name: each reads back as make_weights(fast=True) gives it
+    w = make_weights("qwen2", 5, width=128, fast=True, **SHAPED)
+    r = GGUFReader(a)
+    assert list(r.tensors) == list(w)
+    for name, x in w.items():
+        got = pack(r.tensors[name]).dequantize().numpy()
+        assert got.shape == x.shape, name
+        rel = np.sqrt(((got - x) ** 2).mean() / (x ** 2).mean())
+        assert rel < (1e-6 if x.ndim == 1 else 0.01), (name, rel)
+
+
+def test_fast_generator_keeps_the_weight_scales():
+    from repotune_trainer.tiny import make_weights
+    w = make_weights("llama", 0, width=256, fast=True, n_ff=1024, n_vocab=2000)
+    assert all(x.dtype == np.float32 for x in w.values())
+    assert np.std(w["token_embd.weight"]) == pytest.approx(1.0, rel=0.02)
+    assert np.std(w["blk.0.attn_q.weight"]) == pytest.approx(1 / np.sqrt(256), rel=0.02)
+    assert np.std(w["blk.1.ffn_down.weight"]) == pytest.approx(0.5 / np.sqrt(1024), rel=0.02)
+    assert np.std(w["output.weight"]) == pytest.approx(2 / np.sqrt(256), rel=0.02)
+    assert np.mean(w["blk.0.attn_norm.weight"]) == pytest.approx(1.0, abs=0.03)
+    assert np.std(w["blk.0.attn_norm.weight"]) == pytest.approx(0.1, rel=0.2)
+
+
+@pytest.mark.parametrize("shape,dtype,message", [
+    (dict(n_head=3), "f32", "heads of an even size"),
+    (dict(n_head=4, n_head_kv=3), "f32", "multiple of the KV heads"),
+    (dict(n_vocab=100), "f32", "at least the 267 base tokens"),
+    (dict(n_ff=320), "q4_k_m", "FFN size that is a multiple of 256"),
+    (dict(n_ff=80), "q8_0", "multiple of 32"),
+    (dict(n_layer=0), "f32", "at least 1"),
+])
+def test_impossible_shapes_are_refused(tmp_path, shape, dtype, message):
+    with pytest.raises(ValueError, match=message):
+        write_tiny_model(str(tmp_path / "x.gguf"), "qwen2", 0, dtype, width=256, **shape)
+
+
+def test_trainer_trains_a_model_with_other_shapes(tmp_path):
+    from conftest import repetitive_examples, train_args, write_dataset
+    model = write_tiny_model(str(tmp_path / "m.gguf"), "qwen2", 0, "q8_0", tied=True, width=128, fast=True, **SHAPED)
+    data = write_dataset(tmp_path / "data", repetitive_examples(8, 0), repetitive_examples(2, 1), seq_len=96,
+                         vocab_size=300)
+    p, events = run_cli(*train_args(model, data, str(tmp_path / "run"), str(tmp_path / "a.gguf"), "--steps", "3"))
+    assert p.returncode == 0, p.stderr
+    start = next(e for e in events if e["event"] == "start")
+    assert (start["n_layer"], start["n_embd"], start["vocab_size"]) == (3, 128, 300)
+    done = events[-1]
+    assert done["event"] == "done" and done["val_loss"] < done["val_loss_base"]
+    # CPU run: no CUDA allocator peak to report
+    assert "peak_memory_bytes" not in done
