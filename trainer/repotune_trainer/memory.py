@@ -47,6 +47,15 @@ from typing import Dict, List, Optional, Tuple
 from .gguf import GGUFReader, tensor_nbytes, type_name
 from .quants import BASE_WEIGHT_MODES, base_weight_type
 
+# The output head's loss runs over chunks of target positions, so that its float32 logits (and their gradient, in a
+# recomputation during backward) never exceed about this many bytes: at Qwen2.5-Coder's 151,936-token vocabulary a
+# batch of 4 x 2048 would otherwise hold ~5 GiB per copy of the logits. model.LoraModel.loss uses the same rule.
+LOSS_CHUNK_BYTES = 256 * 1024 * 1024
+
+
+def loss_chunk_positions(n_vocab: int) -> int:
+    return max(256, LOSS_CHUNK_BYTES // (4 * max(1, n_vocab)))   # float32 logits
+
 F32_BYTES = 4
 # glibc's heap does not give back the forward/backward temporaries' memory in a reusable shape: a CPU process's RSS
 # grows by about this many times the saved activations beyond them (measured on PyTorch 1.13 CPU, tiny qwen2 width 256/512, 2
@@ -191,9 +200,10 @@ def estimate_shape(shape: ModelShape, seq_len: int, batch: int, rank: int, devic
         activations, recomputed = m["n_layer"] * T * m["n_embd"] * F32_BYTES + out_norm, max(per_layer)
     else:
         activations, recomputed = sum(per_layer) + out_norm, 0
-    # Head: logits (freed after log_softmax) and log_softmax (saved); in backward its gradient, log_softmax's backward
-    # output and the float32 grad_y copy: about three N x vocab float32 tensors at once, plus the dequantized head.
-    head_peak = 3 * T * m["n_vocab"] * F32_BYTES + head_deq
+    # Head, one chunk of positions at a time (loss_chunk_positions): logits and log_softmax; in backward (recomputed)
+    # its gradient, log_softmax's backward output and the float32 grad_y copy: about three chunk x vocab float32
+    # tensors at once, plus the dequantized head.
+    head_peak = 3 * min(T, loss_chunk_positions(m["n_vocab"])) * m["n_vocab"] * F32_BYTES + head_deq
     # A layer's backward: the dequantized matrix, and the gradients in flight (a few T x n_ff, or the B x H x n x n
     # attention-score gradients without SDPA).
     grads = 3 * T * m["n_ff"] * act

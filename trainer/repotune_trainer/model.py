@@ -23,6 +23,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
 
+from .memory import loss_chunk_positions
+
 from .events import TrainerError
 from .gguf import GGUFError, GGUFReader
 from .quants import PackedWeight, UnsupportedQuantError, base_weight_type, dequantize, pack, quantize
@@ -239,6 +241,8 @@ class LoraModel(nn.Module):
         self.lora_dropout = float(lora_dropout)
         # Recompute each transformer block in backward: autograd keeps only the blocks' inputs.
         self.grad_checkpoint = bool(grad_checkpoint)
+        # Target positions per chunk of the output head's loss; None: memory.loss_chunk_positions (tests set it).
+        self.loss_chunk: Optional[int] = None
         self.cfg = cfg = _config(reader)
         self.path = reader.path
         self.rank, self.alpha = rank, float(alpha if alpha is not None else 2 * rank)
@@ -466,8 +470,26 @@ class LoraModel(nn.Module):
         n = int(mask.sum())
         if n == 0:
             return h.sum() * 0.0, 0
-        logits = self.head(h[mask])
-        return F.cross_entropy(logits, targets[mask]), n
+        hm, tm = h[mask], targets[mask]
+        chunk = self.loss_chunk or loss_chunk_positions(self.cfg.n_vocab)
+        if n <= chunk:
+            return F.cross_entropy(self.head(hm), tm), n
+        # Chunks whose logits are not kept for backward but recomputed there, one chunk at a time: the head's
+        # memory is that of one chunk, whatever the batch (the same sum of per-token losses as in one piece).
+        total = hm.new_zeros(())
+        for i in range(0, n, chunk):
+            total = total + self._chunk_loss_checkpointed(hm[i:i + chunk], tm[i:i + chunk])
+        return total / n, n
+
+    def _chunk_loss(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self.head(h), t, reduction="sum")
+
+    def _chunk_loss_checkpointed(self, h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if not (torch.is_grad_enabled() and h.requires_grad):
+            return self._chunk_loss(h, t)
+        if _CKPT_HAS_REENTRANT_ARG:
+            return torch.utils.checkpoint.checkpoint(self._chunk_loss, h, t, use_reentrant=False)
+        return torch.utils.checkpoint.checkpoint(self._chunk_loss, h, t)
 
 
 def open_model(path: str) -> GGUFReader:

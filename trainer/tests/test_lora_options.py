@@ -119,3 +119,19 @@ def test_cli_bad_targets_and_dropout_are_bad_args(tiny_models, small_dataset, tm
     assert "--lora-dropout" in run("--lora-dropout", "1")
     sc2 = write_tiny_model(str(tmp_path / "sc2.gguf"), "starcoder2", 0, "f32")
     assert "ffn_gate" in run("--targets", "gate", model=sc2)
+
+
+@pytest.mark.parametrize("key", [("llama", "f32"), ("qwen2", "q8_0")])
+def test_the_head_loss_in_chunks_gives_the_same_loss_and_gradients(tiny_models, key):
+    """The output head runs over chunks of target positions (recomputed in backward) so its logits never hold a whole
+    batch: the loss and every LoRA gradient are those of the loss in one piece."""
+    t = _tokens(n=64)
+    whole, chunked = _model(tiny_models[key]), _model(tiny_models[key])
+    chunked.loss_chunk = 7   # 126 targets: 18 chunks, the last one short
+    loss_w, grads_w = _loss_and_grads(whole, t)
+    loss_c, grads_c = _loss_and_grads(chunked, t)
+    assert abs(loss_w - loss_c) < 1e-5
+    for name, g in grads_w.items():
+        assert torch.allclose(g, grads_c[name], atol=1e-6, rtol=1e-4), name
+    with torch.no_grad():
+        assert abs(float(chunked.loss(t[:, :-1], t[:, 1:])[0]) - loss_w) < 1e-5
