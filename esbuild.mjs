@@ -6,7 +6,13 @@ import { join } from "node:path";
 
 const production = process.argv.includes("--production");
 const common = { bundle: true, sourcemap: !production, minify: production, logLevel: "warning" };
-const node = { ...common, platform: "node", target: "node20", external: ["vscode", "node-llama-cpp"] };
+// GitHub Linguist's data files (vendored/generated rules, languages, heuristics) are bundled as text, and
+// secretlint's profiler is replaced by a no-op (src/core/dataset/secretlintProfiler.ts says why).
+const node = {
+  ...common, platform: "node", target: "node20", external: ["vscode", "node-llama-cpp"],
+  loader: { ".yml": "text", ".rb": "text" },
+  alias: { "@secretlint/profiler": "./src/core/dataset/secretlintProfiler.ts" },
+};
 
 function testEntries(dir, suffix) {
   if (!existsSync(dir)) return [];
@@ -19,6 +25,8 @@ function testEntries(dir, suffix) {
 const builds = [
   { ...node, format: "cjs", entryPoints: ["src/extension.ts"], outfile: "dist/extension.js" },
   { ...node, format: "cjs", entryPoints: ["src/cli.ts"], outfile: "dist/cli.js", banner: { js: "#!/usr/bin/env node" } },
+  // Worker threads of the dataset step's file selection (src/core/dataset/select.ts finds it beside the bundle).
+  { ...node, format: "cjs", entryPoints: ["src/core/dataset/selectWorker.ts"], outfile: "dist/selectWorker.js" },
   // node-llama-cpp is ESM-only, so the engine process is an ES module.
   { ...node, format: "esm", entryPoints: ["src/engine/main.ts"], outfile: "dist/engine.mjs",
     banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" } },

@@ -1,48 +1,54 @@
 // `repotune` on the command line: the same pipeline as the extension, headless (README demo, benchmarks, scripts).
 import { parseArgs } from "node:util";
-import { promises as fs } from "node:fs";
+import { promises as fs, readFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { EngineClient } from "./core/engineClient";
 import { gitText } from "./core/git";
 import { repoName } from "./core/repoName";
-import { promptFormatFor, type PromptFormat } from "./core/promptFormat";
-import { cleanCompletion, isMidLine } from "./core/completionText";
+import { promptFormatFor } from "./core/promptFormat";
 import { messageOf } from "./core/errors";
 import { findPython, locateTrainerRoot } from "./core/python";
 import { ensureTinyModel } from "./core/tinyModel";
 import { tune, resolveSettings, checkGguf, DEFAULT_TRAIN_SETTINGS, type TrainSettings, type TuneResult } from "./core/tune";
 import { buildDataset } from "./core/dataset/build";
+import { selectFiles } from "./core/dataset/select";
 import { describeSkipped } from "./core/format";
-import { completionWindow } from "./core/completionWindow";
-import { hash32 } from "./core/dataset/random";
 import { readDatasetFiles } from "./core/dataset/write";
-import { newRunId, repoIdFor } from "./core/runStore";
+import { adapterInfo, newRunId, readManifest, repoIdFor, type RunManifest } from "./core/runStore";
+import { completeAtCursor } from "./core/eval/serving";
+import { evaluate, DEFAULT_EVAL_MAX_TOKENS, DEFAULT_MAX_TASKS, type EvaluationResult } from "./core/eval/evaluate";
+import { evaluationTable } from "./core/eval/report";
 import type { RunEvent } from "./protocol/run";
-import type { ModelInfo } from "./protocol/engine";
 
 const HELP = `Usage: repotune <command> [options]
 
 Commands:
-  tune <folder>       Build a dataset from the folder, train a LoRA adapter, and compare it with the base model
-                      on held-out files (validation loss and completions side by side).
+  tune <folder>       Build a dataset from the folder, train a LoRA adapter, and evaluate it against the base model
+                      on held-out files (the adapter is kept only if it completes them measurably better).
+  eval <folder>       Evaluate an adapter (--adapter) against the base model on the folder's held-out files: the
+                      run's held-out files when the adapter was trained on this folder, else every file.
   dataset <folder>    Only build the dataset (train.bin, val.bin, meta.json).
   complete <file>     Complete <file> at a cursor, with or without an adapter.
 
 Options:
-  --model PATH|tiny   Base model GGUF ("tiny": a tiny generated model, for trying RepoTune out). Default: $REPOTUNE_MODEL.
+  --model PATH|tiny   Base model GGUF ("tiny": a tiny generated model, for trying RepoTune out). Default: $REPOTUNE_MODEL
+                      (eval: the base model the adapter's run recorded).
   --python P          Python with PyTorch and NumPy. Default: the first that works of $REPOTUNE_PYTHON, python3,
                       python, /usr/bin/python3.
   --runs DIR          (tune) Where runs are stored. Default: $REPOTUNE_HOME, else $XDG_DATA_HOME/repotune
                       (~/.local/share/repotune).
   --steps N           (tune) Optimizer steps (default ${DEFAULT_TRAIN_SETTINGS.steps}).
-  --seq-len N         (tune, dataset, complete) Sequence length in tokens (default ${DEFAULT_TRAIN_SETTINGS.seqLen}).
-  --rank N, --lr F, --batch N, --seed N, --device auto|cpu|cuda|mps
+  --seq-len N         (tune, dataset, complete, eval) Sequence length in tokens (default ${DEFAULT_TRAIN_SETTINGS.seqLen};
+                      complete and eval with an adapter: the adapter's run's).
+  --seed N            (tune, eval) Seed of the data order and of the evaluation's tasks (default 0).
+  --rank N, --lr F, --batch N, --device auto|cpu|cuda|mps
                       (tune) Other training settings.
+  --max-tasks N       (tune, eval) Most completion tasks in the evaluation (default ${DEFAULT_MAX_TASKS}).
   --out DIR           (dataset) Output folder. Default: a new folder under the runs folder.
   --line L --col C    (complete) Cursor position, 1-based.
-  --adapter PATH      (complete) LoRA adapter GGUF to apply.
-  --max-tokens N      (complete) Most tokens to generate (default 48).
+  --adapter PATH      (complete, eval) LoRA adapter GGUF to apply.
+  --max-tokens N      (complete, tune, eval) Most tokens to generate per completion (default ${DEFAULT_EVAL_MAX_TOKENS}).
   -h, --help          Show this help.
 
 Exit code 0 on success, 1 on failure (the reason is printed on stderr).`;
@@ -63,6 +69,7 @@ const OPTIONS = {
   col: { type: "string" },
   adapter: { type: "string" },
   "max-tokens": { type: "string" },
+  "max-tasks": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -96,8 +103,10 @@ async function main(argv: string[]): Promise<number> {
       return cmdDataset(target, values);
     case "complete":
       return cmdComplete(target, values);
+    case "eval":
+      return cmdEval(target, values);
     default:
-      throw new CliError(`Unknown command "${command}". Commands: tune, dataset, complete (repotune --help).`);
+      throw new CliError(`Unknown command "${command}". Commands: tune, eval, dataset, complete (repotune --help).`);
   }
 }
 
@@ -121,7 +130,7 @@ async function cmdTune(folder: string, values: Values): Promise<number> {
   try {
     result = await tune({
       folder: path.resolve(folder), modelPath, python, trainerRoot, enginePath, runsRoot, settings,
-      onEvent: (e) => progress.on(e), signal: abort.signal,
+      onEvent: (e) => progress.on(e), signal: abort.signal, evaluation: evaluationSettings(values),
     });
   } finally {
     process.off("SIGINT", onSigint);
@@ -129,14 +138,25 @@ async function cmdTune(folder: string, values: Values): Promise<number> {
   if (result.status === "failed") throw new CliError(result.error ?? "The run failed.");
   if (result.status === "stopped") throw new CliError(`Training was stopped. The run folder is ${result.runDir}.`);
   console.log(`done in ${seconds(Date.now() - t0)}: adapter ${result.adapterPath}`);
-  await printSummary(result, path.resolve(folder), modelPath, settings.seqLen);
+  console.log("");
+  if (result.evaluation) printEvaluation(result.evaluation, path.resolve(folder));
+  else console.log(`not kept: ${result.decision?.reason ?? "the adapter was not evaluated."}`);
   return 0;
 }
 
 class Progress {
   private readonly every: number;
+  private evalQuarter = 0;
   constructor(steps: number) {
     this.every = Math.max(1, Math.round(steps / 10));
+  }
+
+  /** A line at each quarter of the evaluation's completions. */
+  evalProgress(done: number, total: number): string | null {
+    const quarter = Math.floor((4 * done) / total);
+    if (quarter <= this.evalQuarter) return null;
+    this.evalQuarter = quarter;
+    return `  ${done}/${total} completions`;
   }
 
   on(e: RunEvent): void {
@@ -149,7 +169,11 @@ class Progress {
       case "run":
         return `run ${e.runId}: ${e.folder}\n  run folder ${e.runDir}`;
       case "phase":
-        return e.phase === "preparing" ? "preparing the dataset" : e.phase === "training" ? "training" : null;
+        return e.phase === "preparing" ? "preparing the dataset"
+          : e.phase === "training" ? "training"
+          : e.phase === "evaluating" ? "evaluating: the base model and the adapter complete held-out code" : null;
+      case "evalProgress":
+        return this.evalProgress(e.done, e.total);
       case "dataset": {
         const s = e.summary;
         const skipped = Object.keys(s.filesSkipped).length ? ` (skipped: ${describeSkipped(s.filesSkipped)})` : "";
@@ -188,84 +212,83 @@ class Progress {
   }
 }
 
-// ---- before/after summary ---------------------------------------------------------------------------------
+// ---- eval ----------------------------------------------------------------------------------------------------
 
-const SAMPLES = 3;
-
-async function printSummary(result: TuneResult, folder: string, modelPath: string, seqLen: number): Promise<void> {
-  console.log("");
-  if (result.valLossBase !== null && result.valLoss !== null) {
-    const change = ((result.valLoss - result.valLossBase) / result.valLossBase) * 100;
-    console.log(`validation loss on held-out files: base ${result.valLossBase.toFixed(4)} -> adapter ${result.valLoss.toFixed(4)} (${change >= 0 ? "+" : ""}${change.toFixed(1)}%)`);
+async function cmdEval(folder: string, values: Values): Promise<number> {
+  if (!values.adapter) throw new CliError("repotune eval needs --adapter PATH: the adapter .gguf to evaluate (repotune tune prints it at its end).");
+  const adapterPath = path.resolve(values.adapter);
+  await fs.access(adapterPath).catch(() => {
+    throw new CliError(`The adapter ${adapterPath} does not exist: pass the adapter .gguf that repotune tune printed at its end.`);
+  });
+  const abs = path.resolve(folder);
+  if (!(await fs.stat(abs).then((s) => s.isDirectory(), () => false))) throw new CliError(`${abs} is not a folder: pass the repository folder to evaluate on.`);
+  const run = await runOf(adapterPath);
+  const python = values.model === "tiny" ? await pickPython(values) : "";
+  const modelPath = values.model === undefined && !process.env.REPOTUNE_MODEL && run
+    ? await checkedModel(run.manifest.baseModel.path)
+    : await pickModel(values, python);
+  const sameFolder = run !== null && (await realpath(run.manifest.folder)) === (await realpath(abs));
+  let heldOut: { val: string[]; split?: "recent" | "hash" | "one-file" };
+  if (run && sameFolder) {
+    heldOut = await readDatasetFiles(path.join(run.dir, "data")).catch(() => {
+      throw new CliError(`The run folder ${run.dir} has lost its data/files.json, so its held-out files are unknown. Evaluate on another folder, or train again.`);
+    });
+    console.log(`held-out files of run ${run.manifest.runId}: ${heldOut.val.length}`);
   } else {
-    console.log("validation loss: not reported by the trainer");
+    // The adapter never saw this folder: every file of it is held out.
+    heldOut = { val: (await selectFiles(abs)).usable.map((f) => f.path) };
+    console.log(`the adapter was not trained on ${abs}: all ${heldOut.val.length} of its files are held out`);
   }
-  const files = await readDatasetFiles(path.join(result.runDir, "data"));
+  const seqLen = positiveInt(values["seq-len"], "--seq-len") ?? run?.manifest.settings.seqLen ?? DEFAULT_TRAIN_SETTINGS.seqLen;
+  const seed = values.seed === undefined ? run?.manifest.settings.seed ?? 0 : integer(values.seed, "--seed");
+  const losses = run && sameFolder
+    ? { valLossBase: run.manifest.metrics.valLossBase, valLoss: run.manifest.metrics.valLoss, adapterStep: run.manifest.evaluation?.loss.adapterStep ?? null }
+    : undefined;
   const engine = await EngineClient.start({ enginePath, log: () => undefined });
+  const progress = new Progress(1);
   try {
     const info = await engine.load(modelPath);
-    const format = promptFormatFor(info);
-    const samples = await pickSamples(folder, files.val);
-    if (samples.length === 0) {
-      console.log("no held-out line long enough to show completions on");
-      return;
-    }
-    console.log(`\nline completions at ${samples.length} places in held-out files (greedy; each line removed, then asked for; expected = the line as written):`);
-    const repo = await repoName(folder);
-    for (const [i, s] of samples.entries()) {
-      const window = await completionWindow(engine, s.text, s.offset, seqLen, s.file, repo);
-      const ask = (adapterPath: string | null) => completeAt(engine, format, window, s.file, repo, adapterPath);
-      const [base, adapted] = [await ask(null), await ask(result.adapterPath)];
-      const lineText = s.text.slice(s.text.lastIndexOf("\n", s.offset - 1) + 1, s.offset);
-      console.log(`\n[${i + 1}] ${s.file}:${s.line}:${s.col}   ${lineText.trim()}▌`);
-      console.log(sideBySide([["expected", s.expected], ["base", base], ["adapter", adapted]]));
-    }
+    const result = await evaluate({
+      engine, modelInfo: info, format: promptFormatFor(info), folder: abs, files: heldOut.val, split: heldOut.split, adapterPath,
+      seed, windowTokens: seqLen, charsPerToken: run?.manifest.dataset.charsPerToken, ...evaluationSettings(values), trainer: losses,
+      onProgress: (done, total) => {
+        const line = progress.evalProgress(done, total);
+        if (line !== null) console.log(line);
+      },
+    });
+    console.log("");
+    printEvaluation(result, abs);
   } finally {
     await engine.dispose();
   }
+  return 0;
 }
 
-interface Sample {
-  file: string;
-  text: string;
-  offset: number;
-  line: number;
-  col: number;
-  expected: string;
+/** The run folder an adapter was written to, with its manifest, when it sits in one. */
+async function runOf(adapterPath: string): Promise<{ dir: string; manifest: RunManifest } | null> {
+  const dir = path.dirname(adapterPath);
+  const manifest = await readManifest(path.join(dir, "manifest.json")).catch(() => null);
+  return manifest !== null && manifest.adapter === path.basename(adapterPath) ? { dir, manifest } : null;
 }
 
-/**
- * Deterministic "complete this line" tasks: in each held-out file in turn, a line with some code on it is taken
- * out after its indentation, and the model is asked to write it back (the cursor at the line's first character).
- */
-async function pickSamples(folder: string, valFiles: string[]): Promise<Sample[]> {
-  const out: Sample[] = [];
-  const files = [...valFiles].sort();
-  for (let i = 0; out.length < SAMPLES && i < SAMPLES * Math.max(1, files.length); i++) {
-    const file = files[i % files.length];
-    if (file === undefined) break;
-    const text = await fs.readFile(path.join(folder, file), "utf8").catch(() => null);
-    if (text === null) continue;
-    const lines = text.split("\n");
-    const candidates = lines.map((l, n) => ({ l, n })).filter(({ l }) => l.trim().length >= 12);
-    if (candidates.length === 0) continue;
-    const { l, n } = candidates[hash32(`repotune-sample:${file}:${i}`) % candidates.length];
-    const col = l.length - l.trimStart().length;
-    const offset = lines.slice(0, n).reduce((a, x) => a + x.length + 1, 0) + col;
-    if (out.some((s) => s.file === file && s.offset === offset)) continue;
-    const hidden = l.slice(col);
-    out.push({ file, text: text.slice(0, offset) + text.slice(offset + hidden.length), offset, line: n + 1, col: col + 1, expected: hidden.trimEnd() });
+function evaluationSettings(values: Values): { maxTasks?: number; maxTokens?: number } {
+  return { maxTasks: positiveInt(values["max-tasks"], "--max-tasks"), maxTokens: positiveInt(values["max-tokens"], "--max-tokens") };
+}
+
+const SAMPLES = 3;
+
+/** The table, then a few tasks with the expected text and both completions side by side. */
+function printEvaluation(result: EvaluationResult, folder: string): void {
+  console.log(evaluationTable(result));
+  const samples = result.tasks.slice(0, SAMPLES);
+  if (samples.length === 0) return;
+  console.log(`\nthe first ${samples.length} tasks (greedy; expected = what the file has there, cut as a completion is):`);
+  for (const [i, t] of samples.entries()) {
+    const text = readFileSafe(path.join(folder, t.file));
+    const lineText = text.slice(text.lastIndexOf("\n", t.offset - 1) + 1, t.offset);
+    console.log(`\n[${i + 1}] ${t.file}:${t.line}:${t.col} (${t.kind})   ${lineText.trim()}\u258c`);
+    console.log(sideBySide([["expected", t.expected], ["base", t.base], ["adapter", t.adapter]]));
   }
-  return out;
-}
-
-async function completeAt(
-  engine: EngineClient, format: PromptFormat, window: { prefix: string; suffix: string }, file: string, repoName: string,
-  adapterPath: string | null, maxTokens = 48,
-): Promise<string> {
-  const prompt = format.fim({ ...window, filePath: file, repoName });
-  const r = await engine.complete({ prompt, adapterPath, maxTokens, stop: format.stopStrings });
-  return cleanCompletion(r.text, { suffix: window.suffix, singleLine: isMidLine(window.prefix, window.suffix) });
 }
 
 function sideBySide(columns: [string, string][]): string {
@@ -325,17 +348,20 @@ async function cmdComplete(file: string, values: Values): Promise<number> {
   if (adapterPath) await fs.access(adapterPath).catch(() => {
     throw new CliError(`The adapter ${adapterPath} does not exist: pass the adapter .gguf that repotune tune printed at its end, or leave --adapter out.`);
   });
-  const seqLen = resolveSettings(trainSettings(values)).seqLen;
+  // Prompts shaped as for the adapter in the editor: its training length and its dataset's characters per token.
+  const shape = adapterPath ? await adapterInfo(adapterPath) : null;
+  const seqLen = positiveInt(values["seq-len"], "--seq-len") ?? shape?.seqLen ?? resolveSettings(trainSettings(values)).seqLen;
   const root = await gitRoot(path.dirname(abs));
   const rel = path.relative(root, abs).split(path.sep).join("/");
   const repo = await repoName(root);
   const engine = await EngineClient.start({ enginePath, log: () => undefined });
   try {
-    const info: ModelInfo = await engine.load(modelPath);
-    const format = promptFormatFor(info);
-    const window = await completionWindow(engine, text, offset, seqLen, rel, repo);
-    const out = await completeAt(engine, format, window, rel, repo, adapterPath, positiveInt(values["max-tokens"], "--max-tokens") ?? 48);
-    process.stdout.write(out + "\n");
+    const info = await engine.load(modelPath);
+    const out = await completeAtCursor(engine, promptFormatFor(info), {
+      text, offset, filePath: rel, repoName: repo, windowTokens: seqLen, charsPerToken: shape?.charsPerToken, adapterPath,
+      maxTokens: positiveInt(values["max-tokens"], "--max-tokens") ?? DEFAULT_EVAL_MAX_TOKENS,
+    });
+    process.stdout.write(out.text + "\n");
   } finally {
     await engine.dispose();
   }
@@ -352,9 +378,25 @@ async function pickModel(values: Values, python: string): Promise<string> {
   const model = values.model ?? process.env.REPOTUNE_MODEL;
   if (!model) throw new CliError("No base model: pass --model PATH.gguf (a base code model with fill-in-the-middle support), or --model tiny to try RepoTune.");
   if (model === "tiny") return ensureTinyModel(python || (await pickPython(values)), trainerRoot, defaultCacheDir());
+  return checkedModel(model);
+}
+
+async function checkedModel(model: string): Promise<string> {
   const abs = path.resolve(model);
   await checkGguf(abs);
   return abs;
+}
+
+function realpath(p: string): Promise<string> {
+  return fs.realpath(p).catch(() => path.resolve(p));
+}
+
+function readFileSafe(file: string): string {
+  try {
+    return readFileSync(file, "utf8");
+  } catch {
+    return "";
+  }
 }
 
 function trainSettings(values: Values): Partial<TrainSettings> {

@@ -1,5 +1,6 @@
 // Every RepoTune setting is read here, typed, and nowhere else.
 import * as vscode from "vscode";
+import { DEFAULT_MIX, type ExampleMix } from "./core/dataset/fim";
 import type { TrainSettings } from "./core/tune";
 
 export type DeviceSetting = TrainSettings["device"];
@@ -31,14 +32,33 @@ export class Config {
     return Math.max(0, this.cfg.get<number>("completions.debounceMs", 150));
   }
 
+  /** What the dataset step reads from settings: include/exclude patterns and the mix of example kinds. */
+  dataset(folder?: vscode.Uri): { include: string[]; excludeGlobs: string[]; mix?: ExampleMix } {
+    const cfg = vscode.workspace.getConfiguration("repotune", folder);
+    const strings = (v: unknown) => (Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : []);
+    const mix = cfg.get<Partial<ExampleMix>>("dataset.mix");
+    return {
+      include: strings(cfg.get("dataset.include")),
+      excludeGlobs: strings(cfg.get("dataset.exclude")),
+      ...(mix ? { mix: { ...DEFAULT_MIX, ...mix } } : {}),
+    };
+  }
+
   get training(): Partial<TrainSettings> {
     return {
-      steps: this.cfg.get<number>("training.steps"),
+      // Only when the user chose a number: otherwise the pipeline trains for about three passes over the data.
+      steps: this.explicit<number>("training.steps"),
       seqLen: this.cfg.get<number>("training.seqLen"),
       rank: this.cfg.get<number>("training.rank"),
       lr: this.cfg.get<number>("training.learningRate"),
       device: this.cfg.get<DeviceSetting>("training.device"),
     };
+  }
+
+  /** A setting's value only where the user (or a workspace) set one, not its default. */
+  private explicit<T>(key: string): T | undefined {
+    const i = this.cfg.inspect<T>(key);
+    return i?.workspaceFolderValue ?? i?.workspaceValue ?? i?.globalValue;
   }
 
   async setCompletionsEnabled(on: boolean): Promise<void> {

@@ -82,18 +82,23 @@ export class RunController implements vscode.Disposable {
           enginePath: this.ctx.enginePath,
           runsRoot: this.ctx.runsRoot,
           settings: this.ctx.config.training,
+          dataset: this.ctx.config.dataset(folder.uri),
+          // The held-out evaluation asks for completions with the budget inline completions get.
+          evaluation: { maxTokens: this.ctx.config.maxTokens },
           onEvent: (e) => this.onEvent(e),
           // The pipeline runs its own engine for tokenizing and stops it before training, so the model's memory
           // is free for the trainer; the window's engine keeps serving completions.
           signal: abort.signal,
         }));
       this._lastRun = result;
+      this.resumeEngine();
       await this.finish(result);
       return result;
     } catch (err) {
       this.fail(err);
       return null;
     } finally {
+      this.resumeEngine();
       this.abort = undefined;
       await vscode.commands.executeCommand("setContext", "repotune.training", false);
     }
@@ -111,6 +116,21 @@ export class RunController implements vscode.Disposable {
   private onEvent(e: RunEvent): void {
     this.ctx.log.info(describe(e));
     this.update(applyRunEvent(this._snapshot, e));
+    // On a GPU, the window's engine gives its memory to the trainer and takes it back when training ends.
+    if (e.type === "trainer" && e.event.event === "start" && e.event.device !== "cpu") {
+      this.pausedEngine = true;
+      void this.ctx.engine.pause("training is using the GPU");
+    } else if (this.pausedEngine && (e.type === "phase" && e.phase !== "training")) {
+      this.resumeEngine();
+    }
+  }
+
+  private pausedEngine = false;
+
+  private resumeEngine(): void {
+    if (!this.pausedEngine) return;
+    this.pausedEngine = false;
+    void this.ctx.engine.resume();
   }
 
   private withProgress<T>(abort: AbortController, work: () => Promise<T>): Thenable<T> {
@@ -145,15 +165,30 @@ export class RunController implements vscode.Disposable {
 
   private async finish(result: TuneResult): Promise<void> {
     if (result.status === "done" && result.adapterPath) {
-      await this.ctx.setActiveAdapter(result.adapterPath);
-      const gain = result.valLossBase !== null && result.valLoss !== null
-        ? ` Validation loss ${result.valLossBase.toFixed(3)} -> ${result.valLoss.toFixed(3)}.` : "";
-      void vscode.window.showInformationMessage(`RepoTune: the new adapter is active for this workspace.${gain}`);
+      const reason = result.decision?.reason ?? "The adapter was not evaluated.";
+      if (result.decision?.keep) {
+        await this.ctx.setActiveAdapter(result.adapterPath);
+        void vscode.window.showInformationMessage(`RepoTune: the new adapter is active for this workspace. ${reason}`);
+      } else {
+        this.ctx.log.info(`Adapter ${result.adapterPath} not activated: ${reason}`);
+        // Not awaited: the run is over whether or not the user answers.
+        void this.offerAnyway(result.adapterPath, reason);
+      }
     } else if (result.status === "stopped") {
       void vscode.window.showInformationMessage("RepoTune: training stopped; the previous adapter stays active.");
     } else if (result.status === "failed") {
       void this.notifyError(result.error ?? "The run failed; see the log.");
     }
+  }
+
+  /** The previous adapter (or the base model) stays active unless the user asks for the rejected one. */
+  private async offerAnyway(adapterPath: string, reason: string): Promise<void> {
+    const choice = await vscode.window.showWarningMessage(`RepoTune: ${reason}`, "Activate anyway", "Show Log");
+    if (choice === "Activate anyway") {
+      await this.ctx.setActiveAdapter(adapterPath);
+      void vscode.window.showInformationMessage("RepoTune: the new adapter is active for this workspace.");
+    }
+    if (choice === "Show Log") this.ctx.log.show(true);
   }
 }
 
@@ -169,6 +204,8 @@ function progressMessage(s: RunSnapshot): string {
       return s.dataset ? `Prepared ${s.dataset.filesUsed} files` : "Preparing data…";
     case "training":
       return s.steps ? `Training: step ${s.step}/${s.steps}${s.loss !== null ? `, loss ${s.loss.toFixed(3)}` : ""}` : "Starting the trainer…";
+    case "evaluating":
+      return "Comparing the adapter with the base model on held-out code…";
     default:
       return s.phase;
   }

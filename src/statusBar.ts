@@ -3,6 +3,7 @@ import * as vscode from "vscode";
 import * as path from "node:path";
 import type { Ctx } from "./ctx";
 import type { RunController } from "./run";
+import type { EngineState } from "./core/engineHost";
 
 export class StatusBar implements vscode.Disposable {
   private readonly item = vscode.window.createStatusBarItem("repotune.status", vscode.StatusBarAlignment.Right, 100);
@@ -30,8 +31,12 @@ export class StatusBar implements vscode.Disposable {
       this.item.text = s.phase === "training" && s.steps ? `$(sync~spin) RepoTune ${s.step}/${s.steps}` : "$(sync~spin) RepoTune";
     } else if (!this.ctx.config.completionsEnabled) {
       this.item.text = "$(circle-slash) RepoTune";
-    } else if (engine.kind === "crashed" || engine.kind === "failed") {
+    } else if (engine.kind === "restarting" || engine.kind === "failed") {
       this.item.text = "$(warning) RepoTune";
+    } else if (engine.kind === "paused") {
+      this.item.text = "$(debug-pause) RepoTune";
+    } else if (engine.kind === "starting") {
+      this.item.text = `$(loading~spin) ${model}`;
     } else {
       this.item.text = `$(sparkle) ${model}${adapter ? " + adapter" : ""}`;
     }
@@ -41,8 +46,7 @@ export class StatusBar implements vscode.Disposable {
       `Adapter: ${adapter ?? "none (base model only)"}`,
       `Completions: ${this.ctx.config.completionsEnabled ? "on" : "off"}`,
     ];
-    if (engine.kind === "crashed" || engine.kind === "failed") lines.push(`Engine: ${engine.message}`);
-    if (engine.kind === "loading") lines.push("Engine: loading the model…");
+    lines.push(`Engine: ${engineLine(engine)}`);
     lines.push("", "Click for RepoTune actions.");
     this.item.tooltip = new vscode.MarkdownString(lines.join("\n\n"));
     this.item.accessibilityInformation = { label: `RepoTune: ${model}, ${adapter ? `adapter ${adapter}` : "no adapter"}` };
@@ -51,6 +55,24 @@ export class StatusBar implements vscode.Disposable {
   dispose(): void {
     this.subs.forEach((d) => d.dispose());
     this.item.dispose();
+  }
+}
+
+function engineLine(engine: EngineState): string {
+  switch (engine.kind) {
+    case "stopped":
+      return "starts with the first completion";
+    case "starting":
+      return "loading the model…";
+    case "ready":
+      return `ready (${engine.info.arch})`;
+    case "restarting":
+      return `stopped unexpectedly (${engine.reason}); ` +
+        (engine.retryAt === null ? "restarting now" : `restarting in ${Math.max(1, Math.ceil((engine.retryAt - Date.now()) / 1000))} s`);
+    case "paused":
+      return `paused: ${engine.reason}`;
+    case "failed":
+      return `could not start: ${engine.reason}`;
   }
 }
 

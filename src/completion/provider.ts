@@ -8,10 +8,11 @@ import * as path from "node:path";
 import type { Ctx } from "../ctx";
 import { promptFormatFor } from "../core/promptFormat";
 import { messageOf } from "../core/errors";
-import { cleanCompletion, completionMode } from "../core/completionText";
-import { completionWindow, DensityCache } from "../core/completionWindow";
+import { DensityCache } from "../core/completionWindow";
+import { completeAtCursor } from "../core/eval/serving";
 import { CompletionCache, type CompletionKey } from "../core/completionCache";
 import { adapterInfo } from "../core/runStore";
+import { EngineError } from "../core/engineClient";
 import { repoName } from "../core/repoName";
 
 /** Context a completion prompt carries when the adapter's own training length is unknown (the base model alone). */
@@ -22,7 +23,7 @@ export class CompletionProvider implements vscode.InlineCompletionItemProvider, 
   private generating: { abort: AbortController; settled: Promise<unknown> } | null = null;
   private readonly cache = new CompletionCache();
   private readonly density = new DensityCache();
-  private readonly windowTokens = new Map<string, Promise<number>>();
+  private readonly shapes = new Map<string, Promise<{ windowTokens: number; charsPerToken: number | null }>>();
   private densityModel = "";
   private readonly subs: vscode.Disposable[];
   /** Generations started (for tests: a burst of keystrokes must start few, and never two at once). */
@@ -109,32 +110,37 @@ export class CompletionProvider implements vscode.InlineCompletionItemProvider, 
       const format = promptFormatFor(info);
       const repo = folder ? await repoName(folder.uri.fsPath) : "";
       const text = key.prefix + key.suffix;
-      const windowTokens = await this.windowTokensFor(adapterPath);
-      const { prefix, suffix } = await completionWindow(client, text, key.prefix.length, windowTokens, filePath, repo, this.density);
-      if (signal.aborted) return undefined;
-      const mode = completionMode(prefix, suffix);
-      const prompt = format.fim({ prefix, suffix, filePath, repoName: folder ? repo : undefined });
-      const result = await client.complete(
-        { prompt, adapterPath, maxTokens: this.ctx.config.maxTokens, stop: format.stopStrings },
-        signal,
-      );
-      return cleanCompletion(result.text, { prefix, suffix, singleLine: mode === "line" });
+      const shape = await this.promptShapeFor(adapterPath);
+      // The serving path, shared with the held-out evaluation. supersede: whatever else this window still generates
+      // is for text the user has typed past.
+      const result = await completeAtCursor(client, format, {
+        text, offset: key.prefix.length, filePath, repoName: folder ? repo : undefined,
+        windowTokens: shape.windowTokens, charsPerToken: shape.charsPerToken, maxTokens: this.ctx.config.maxTokens, adapterPath,
+      }, { signal, density: this.density, supersede: true });
+      return result.text;
     } catch (err) {
       // No model configured, engine down or restarting, cancelled: the status bar and the Run view say why.
-      if (!signal.aborted) this.ctx.log.warn(`completion: ${messageOf(err)}`);
+      // Cancelled and unavailable (paused for training, restarting) are normal while typing: not worth a log line.
+      const quiet = err instanceof EngineError && (err.code === "cancelled" || err.code === "unavailable");
+      if (!signal.aborted && !quiet) this.ctx.log.warn(`completion: ${messageOf(err)}`);
       return undefined;
     } finally {
       this.stats.running--;
     }
   }
 
-  /** A prompt as long as the adapter's training examples (what it learned on), else a default for the base model. */
-  private windowTokensFor(adapterPath: string | null): Promise<number> {
+  /**
+   * Prompts cut as the adapter's training examples were: its sequence length and its dataset's characters per token.
+   * For the base model alone (or an adapter without a RepoTune manifest), a default length and a measured density.
+   */
+  private promptShapeFor(adapterPath: string | null): Promise<{ windowTokens: number; charsPerToken: number | null }> {
     const key = adapterPath ?? "";
-    let hit = this.windowTokens.get(key);
+    let hit = this.shapes.get(key);
     if (!hit) {
-      hit = adapterPath === null ? Promise.resolve(DEFAULT_WINDOW_TOKENS) : adapterInfo(adapterPath).then((a) => a?.seqLen ?? DEFAULT_WINDOW_TOKENS);
-      this.windowTokens.set(key, hit);
+      hit = adapterPath === null
+        ? Promise.resolve({ windowTokens: DEFAULT_WINDOW_TOKENS, charsPerToken: null })
+        : adapterInfo(adapterPath).then((a) => ({ windowTokens: a?.seqLen ?? DEFAULT_WINDOW_TOKENS, charsPerToken: a?.charsPerToken ?? null }));
+      this.shapes.set(key, hit);
     }
     return hit;
   }

@@ -11,9 +11,12 @@ const SAMPLE_CHARS = 8192;
 
 export async function completionWindow(
   tokenizer: Tokenizer, text: string, offset: number, seqLen: number, filePath: string, repoName: string,
-  density?: DensityCache,
+  density?: DensityCache | number,
 ): Promise<{ prefix: string; suffix: string }> {
-  const charsPerToken = density ? await density.get(filePath, text, offset, tokenizer) : await measure(tokenizer, text, offset);
+  // A number is the density an adapter's dataset measured over its whole repository (summary.charsPerToken): with
+  // it, the prompt is cut exactly as that adapter's training examples were.
+  const charsPerToken = typeof density === "number" ? density
+    : density ? await density.get(filePath, text, offset, tokenizer) : await measure(tokenizer, text, offset);
   return cursorWindow(text, offset, windowCharsFor(seqLen, charsPerToken, filePath, repoName));
 }
 

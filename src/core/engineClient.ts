@@ -10,6 +10,7 @@ import {
   EngineResults,
   type CompleteResult,
   type EngineErrorCode,
+  type EngineStatus,
   type EngineMethod,
   type EngineRequest,
   type ModelInfo,
@@ -44,6 +45,11 @@ export interface CompleteParams {
   adapterPath: string | null;
   maxTokens: number;
   stop?: string[];
+  /**
+   * Cancel every completion of this client still in flight before this one is sent, so at most one generation
+   * runs and none wait behind it (inline completions: only the latest keystroke's request matters).
+   */
+  supersede?: boolean;
 }
 
 interface Pending {
@@ -59,6 +65,8 @@ const DISPOSE_GRACE_MS = 5000;
 export class EngineClient {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
+  /** Ids of completion requests not yet answered. */
+  private readonly completions = new Set<number>();
   private readonly exitListeners: ExitListener[] = [];
   private exited = false;
   private disposing = false;
@@ -77,7 +85,7 @@ export class EngineClient {
             "internal",
             this.disposing
               ? "The engine was shut down before it answered."
-              : `The engine process ${how} before it answered. Start the engine again; the RepoTune log shows why it stopped.`,
+              : `The engine process ${how} before it answered; the RepoTune log shows why it stopped.`,
           ),
         );
         for (const listener of this.exitListeners.splice(0)) {
@@ -143,16 +151,33 @@ export class EngineClient {
     return (await this.request("detokenize", { tokens })).text;
   }
 
-  /** Aborting the signal cancels the generation in the engine; the promise then rejects with code "cancelled". */
+  /**
+   * Aborting the signal rejects the promise at once with code "cancelled" and stops the generation in the engine
+   * (within a token; the engine's status() tells when it stopped).
+   */
   complete(p: CompleteParams, signal?: AbortSignal): Promise<CompleteResult> {
     if (signal?.aborted) return Promise.reject(new EngineError("cancelled", "The completion was cancelled before it started."));
+    if (p.supersede) {
+      for (const id of [...this.completions]) this.cancel(id, "The completion was superseded by a newer completion request.");
+    }
     const { id, result } = this.send("complete", { prompt: p.prompt, adapterPath: p.adapterPath, maxTokens: p.maxTokens, stop: p.stop ?? [] });
-    if (signal === undefined) return result;
-    const onAbort = (): void => {
-      if (this.pending.has(id) && this.alive) this.request("cancel", { requestId: id }).catch(() => undefined);
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-    return result.finally(() => signal.removeEventListener("abort", onAbort));
+    this.completions.add(id);
+    const onAbort = (): void => this.cancel(id, "The completion was cancelled.");
+    signal?.addEventListener("abort", onAbort, { once: true });
+    return result.finally(() => {
+      this.completions.delete(id);
+      signal?.removeEventListener("abort", onAbort);
+    });
+  }
+
+  /** Frees the model and its contexts in the engine (GPU memory included); the process stays up for a later load. */
+  async release(): Promise<boolean> {
+    return (await this.request("release", {})).released;
+  }
+
+  /** The loaded model and the engine's record of its latest completions; answered even while one runs. */
+  status(): Promise<EngineStatus> {
+    return this.request("status", {});
   }
 
   request<M extends EngineMethod>(method: M, params: EngineParams<M>): Promise<EngineResult<M>> {
@@ -194,6 +219,13 @@ export class EngineClient {
     return { id, result };
   }
 
+  // The caller hears at once; the engine's later "cancelled" answer finds no pending request and is dropped.
+  private cancel(id: number, message: string): void {
+    if (!this.pending.has(id)) return;
+    this.settleError(id, new EngineError("cancelled", message));
+    if (this.alive) this.request("cancel", { requestId: id }).catch(() => undefined);
+  }
+
   private onMessage(message: unknown): void {
     const parsed = EngineResponse.safeParse(message);
     if (!parsed.success) {
@@ -203,8 +235,8 @@ export class EngineClient {
     const response = parsed.data;
     const pending = this.pending.get(response.id);
     if (pending === undefined) {
-      // Id -1 answers a request the engine could not even read an id from.
-      if (!response.ok) this.log(`engine error for unknown request #${response.id}: ${response.error.message}`);
+      // Id -1 answers a request the engine could not even read an id from. Cancelled requests were settled already.
+      if (!response.ok && response.error.code !== "cancelled") this.log(`engine error for unknown request #${response.id}: ${response.error.message}`);
       return;
     }
     this.pending.delete(response.id);

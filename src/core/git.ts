@@ -7,9 +7,16 @@ const execFileAsync = promisify(execFile);
 
 const SAFE = ["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null"];
 
-/** git's stdout as bytes (file names may be any bytes); rejects when git fails or is missing. */
-export async function gitBytes(cwd: string, args: string[]): Promise<Buffer> {
-  const { stdout } = await execFileAsync("git", [...SAFE, ...args], { cwd, maxBuffer: 1 << 30, encoding: "buffer", windowsHide: true });
+export interface GitOptions {
+  /** Kill git after this long and reject: a bound on commands whose cost grows with a repository's history. */
+  timeoutMs?: number;
+}
+
+/** git's stdout as bytes (file names may be any bytes); rejects when git fails, is missing, or runs out of time. */
+export async function gitBytes(cwd: string, args: string[], options: GitOptions = {}): Promise<Buffer> {
+  const { stdout } = await execFileAsync("git", [...SAFE, ...args], {
+    cwd, maxBuffer: 1 << 30, encoding: "buffer", windowsHide: true, timeout: options.timeoutMs ?? 0,
+  });
   return stdout;
 }
 

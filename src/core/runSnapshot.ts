@@ -31,6 +31,8 @@ export function applyRunEvent(s: RunSnapshot, e: RunEvent): RunSnapshot {
     case "error":
       return { ...s, phase: "failed", error: e.message, errorAction: e.action ?? null };
     case "log":
+    case "evalProgress":
+    case "evaluation":
       return s;
     case "trainer": {
       const t = e.event;

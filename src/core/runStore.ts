@@ -5,7 +5,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, appendFileSync, promises as fs } from "node:fs";
 import * as path from "node:path";
 import { z } from "zod";
-import { DatasetSummary, RunEvent } from "../protocol/run";
+import { DatasetSummary, EvalDecision, EvaluationSummary, RunEvent } from "../protocol/run";
 import { writeJsonAtomic } from "./atomic";
 import { gitText } from "./git";
 
@@ -33,6 +33,8 @@ export interface RunPaths {
   manifestPath: string;
   eventsPath: string;
   trainerLogPath: string;
+  /** The held-out evaluation with every task's completions (the manifest keeps its summary). */
+  evaluationPath: string;
 }
 
 export function runPaths(runsRoot: string, repoId: string, runId: string): RunPaths {
@@ -49,6 +51,7 @@ export function runPaths(runsRoot: string, repoId: string, runId: string): RunPa
     manifestPath: path.join(runDir, "manifest.json"),
     eventsPath: path.join(runDir, "events.jsonl"),
     trainerLogPath: path.join(runDir, "trainer.log"),
+    evaluationPath: path.join(runDir, "evaluation.json"),
   };
 }
 
@@ -115,6 +118,12 @@ export const RunManifest = z.object({
   /** File name of the adapter in the run folder; null when the run stopped before writing one. */
   adapter: z.string().nullable(),
   checkpoint: z.string().nullable(),
+  /** The adapter's held-out evaluation against the base model; null when it could not run, absent in older runs. */
+  evaluation: EvaluationSummary.nullable().optional(),
+  /** Whether the adapter was made active, and why; null when the run wrote no adapter. */
+  decision: EvalDecision.nullable().optional(),
+  /** The adapter this run continued training from; null for an adapter trained from the base model. */
+  parentAdapter: z.string().nullable().optional(),
 });
 export type RunManifest = z.infer<typeof RunManifest>;
 
@@ -147,6 +156,8 @@ export interface AdapterEntry {
   finished: string;
   baseModelPath: string;
   seqLen: number;
+  /** Characters per token the adapter's dataset measured (cuts completion prompts as training did), when recorded. */
+  charsPerToken: number | null;
   valLossBase: number | null;
   valLoss: number | null;
 }
@@ -182,6 +193,6 @@ async function adapterEntry(manifestPath: string, expected?: string): Promise<Ad
   if (!exists) return null;
   return {
     runId: m.runId, adapterPath, finished: m.finished, baseModelPath: m.baseModel.path, seqLen: m.settings.seqLen,
-    valLossBase: m.metrics.valLossBase, valLoss: m.metrics.valLoss,
+    charsPerToken: m.dataset.charsPerToken ?? null, valLossBase: m.metrics.valLossBase, valLoss: m.metrics.valLoss,
   };
 }

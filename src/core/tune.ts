@@ -3,13 +3,16 @@
 // caller and to the run's events.jsonl. User errors end the run as "failed" with a message that says what to do.
 import { promises as fs, appendFileSync } from "node:fs";
 import * as path from "node:path";
-import type { RunEvent } from "../protocol/run";
-import type { DatasetSummary } from "../protocol/run";
+import type { DatasetSummary, EvalDecision, RunEvent } from "../protocol/run";
 import type { TrainerEvent } from "../protocol/trainer";
 import { EngineClient, EngineError } from "./engineClient";
 import { promptFormatFor } from "./promptFormat";
 import { UserError, messageOf } from "./errors";
+import type { ExampleMix } from "./dataset/fim";
 import { buildDataset, DatasetAborted } from "./dataset/build";
+import type { DatasetFiles } from "./dataset/write";
+import { writeJsonAtomic } from "./atomic";
+import { evaluate, summaryOf, EvaluationStopped, type EvaluationResult } from "./eval/evaluate";
 import { checkPython, PYTHON_SETTING } from "./python";
 import { runTrainer, type TrainerExit } from "./trainerProcess";
 import { estimateMemory } from "./memoryEstimate";
@@ -41,6 +44,10 @@ export interface TuneOptions {
   signal?: AbortSignal;
   /** An engine the caller already runs; when absent, tune starts its own and stops it before training. */
   engine?: EngineClient;
+  /** What the dataset step takes from the user: include/exclude patterns and the mix of example kinds. */
+  dataset?: { include?: string[]; excludeGlobs?: string[]; mix?: ExampleMix };
+  /** The held-out evaluation after training (defaults: evaluate.ts). */
+  evaluation?: { maxTasks?: number; maxTokens?: number };
 }
 
 export interface TuneResult {
@@ -53,6 +60,10 @@ export interface TuneResult {
   valLossBase: number | null;
   valLoss: number | null;
   error: string | null;
+  /** The adapter against the base model on held-out completions; null when no adapter was written or it could not run. */
+  evaluation: EvaluationResult | null;
+  /** Whether the adapter should become active, and why (with the numbers); null when no adapter was written. */
+  decision: EvalDecision | null;
 }
 
 export const MODEL_SETTING = "repotune.modelPath";
@@ -101,6 +112,7 @@ class Pipeline {
   private readonly started = Date.now();
   private lastStep: Extract<TrainerEvent, { event: "step" }> | null = null;
   private device: string | null = null;
+  private heldOut: DatasetFiles | null = null;
 
   constructor(private readonly opts: TuneOptions, private readonly run_: RunPaths) {
     this.result = emptyResult(run_.runId, run_.runDir);
@@ -155,10 +167,22 @@ class Pipeline {
         seqLen: settings.seqLen,
         seed: settings.seed,
         exclude: [opts.runsRoot],
+        include: opts.dataset?.include,
+        excludeGlobs: opts.dataset?.excludeGlobs,
+        mix: opts.dataset?.mix,
+        batch: settings.batch,
         signal: opts.signal,
         log: (message) => this.emit({ type: "log", time: Date.now(), message }),
       });
       this.result.summary = built.summary;
+      // Steps the user did not choose follow the data: about three passes over it (a small repository gets more
+      // epochs, a large one is not cut short at a fixed count).
+      if (opts.settings?.steps === undefined && built.summary.recommendedSteps !== undefined) {
+        settings.steps = built.summary.recommendedSteps;
+        this.emit({ type: "log", time: Date.now(), message: `Training for ${settings.steps} steps (about three passes over the data).` });
+      }
+      for (const w of built.summary.warnings ?? []) this.emit({ type: "log", time: Date.now(), message: `Dataset: ${w}` });
+      this.heldOut = built.files;
       this.emit({ type: "dataset", time: Date.now(), summary: built.summary });
       if (built.truncatedExamples > 0) {
         this.emit({ type: "log", time: Date.now(), message: `${built.truncatedExamples} examples were longer than ${settings.seqLen} tokens and were cut.` });
@@ -218,10 +242,16 @@ class Pipeline {
       }
       this.result.valLossBase = final.val_loss_base;
       this.result.valLoss = final.val_loss;
+      // Written before the evaluation too, so that a window closed while it runs still leaves a complete run.
       await writeManifest(this.run_.manifestPath, this.manifest("done", settings, model, commit, final.step, this.run_.adapterFile, null));
       this.result.adapterPath = adapterPath;
       this.result.manifestPath = this.run_.manifestPath;
       this.emit({ type: "adapter", time: Date.now(), adapterPath, manifestPath: this.run_.manifestPath });
+      // The trainer writes the state with the lowest validation loss (adapter_step), and that is what is evaluated.
+      const { evaluation, decision } = await this.evaluateAdapter(settings, adapterPath, final.adapter_step ?? final.step);
+      this.result.evaluation = evaluation;
+      this.result.decision = decision;
+      await writeManifest(this.run_.manifestPath, this.manifest("done", settings, model, commit, final.step, this.run_.adapterFile, null));
       this.emit({ type: "phase", time: Date.now(), phase: "done" });
       return { ...this.result, status: "done" };
     }
@@ -239,6 +269,49 @@ class Pipeline {
     const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
     const tail = exit.stderrTail.trim().split("\n").slice(-5).join("\n");
     return this.fail(new Error(`The trainer ${how} without finishing${tail ? `:\n${tail}` : "."}\nThe full log is in ${this.run_.trainerLogPath}.`));
+  }
+
+  /**
+   * Base model against base model + adapter on the held-out files, in an engine of the pipeline's own unless the
+   * caller gave one (the trainer has exited, so its memory is free). A failure or a stop leaves the adapter on disk
+   * but not kept, and says why.
+   */
+  private async evaluateAdapter(settings: TrainSettings, adapterPath: string, adapterStep: number): Promise<{ evaluation: EvaluationResult | null; decision: EvalDecision }> {
+    const { opts } = this;
+    this.emit({ type: "phase", time: Date.now(), phase: "evaluating" });
+    let ownEngine: EngineClient | undefined;
+    try {
+      let engine = opts.engine;
+      if (!engine) engine = ownEngine = await EngineClient.start({ enginePath: opts.enginePath, log: (line) => this.engineLog(line) });
+      const info = await engine.load(opts.modelPath);
+      const heldOut = this.heldOut ?? { train: [], val: [] };
+      let last = 0;
+      const result = await evaluate({
+        engine, modelInfo: info, format: promptFormatFor(info), folder: opts.folder, files: heldOut.val, split: heldOut.split,
+        adapterPath, seed: settings.seed, maxTasks: opts.evaluation?.maxTasks, maxTokens: opts.evaluation?.maxTokens,
+        windowTokens: settings.seqLen, charsPerToken: this.result.summary?.charsPerToken,
+        trainer: { valLossBase: this.result.valLossBase, valLoss: this.result.valLoss, adapterStep },
+        signal: opts.signal,
+        onProgress: (done, total) => {
+          // About fifty progress events per evaluation: enough for a progress bar, few in events.jsonl.
+          if (done === total || done - last >= Math.max(1, Math.floor(total / 50))) {
+            last = done;
+            this.emit({ type: "evalProgress", time: Date.now(), done, total });
+          }
+        },
+      });
+      await writeJsonAtomic(this.run_.evaluationPath, result);
+      this.emit({ type: "evaluation", time: Date.now(), evaluation: summaryOf(result) });
+      return { evaluation: result, decision: result.decision };
+    } catch (err) {
+      const reason = err instanceof EvaluationStopped || opts.signal?.aborted
+        ? "The evaluation on held-out code was stopped before it finished, so the adapter was not activated; you can activate it anyway."
+        : `The adapter could not be evaluated on held-out code: ${messageOf(err)} It was not activated; you can activate it anyway.`;
+      this.emit({ type: "log", time: Date.now(), message: reason });
+      return { evaluation: null, decision: { keep: false, reason } };
+    } finally {
+      await ownEngine?.dispose().catch(() => undefined);
+    }
   }
 
   private async finishStopped(settings: TrainSettings, model: RunManifest["baseModel"], commit: string | null, stopped: Extract<TrainerEvent, { event: "stopped" }> | null): Promise<TuneResult> {
@@ -289,6 +362,9 @@ class Pipeline {
       },
       adapter,
       checkpoint,
+      evaluation: this.result.evaluation ? summaryOf(this.result.evaluation) : null,
+      decision: this.result.decision,
+      parentAdapter: null,
     };
   }
 
@@ -345,7 +421,10 @@ export async function checkGguf(modelPath: string): Promise<void> {
 }
 
 function emptyResult(runId: string, runDir: string): TuneResult {
-  return { runId, runDir, status: "failed", adapterPath: null, manifestPath: null, summary: null, valLossBase: null, valLoss: null, error: null };
+  return {
+    runId, runDir, status: "failed", adapterPath: null, manifestPath: null, summary: null, valLossBase: null, valLoss: null, error: null,
+    evaluation: null, decision: null,
+  };
 }
 
 function safeCall(onEvent: (e: RunEvent) => void, e: RunEvent): void {

@@ -10,13 +10,15 @@ import {
   readGgufFileInfo,
   LlamaCompletion,
   LlamaLogLevel,
+  LlamaVocabularyType,
   type GgufFileInfo,
   type Llama,
   type LlamaContext,
+  type LlamaContextSequence,
   type LlamaModel,
   type Token,
 } from "node-llama-cpp";
-import type { CompleteResult, ModelInfo, Segment } from "../protocol/engine";
+import type { CompleteResult, CompletionRecord, EngineStatus, ModelInfo, Segment } from "../protocol/engine";
 import { EngineFailure } from "./errors";
 
 export type GpuSetting = "auto" | "off";
@@ -38,11 +40,16 @@ interface LoadedModel {
 interface ActiveContext {
   adapterPath: string | null;
   context: LlamaContext;
+  sequence: LlamaContextSequence;
   completion: LlamaCompletion;
 }
 
 // FIM prompts in an editor are a few thousand tokens at most; a larger context only costs memory (KV cache).
 const MAX_CONTEXT_SIZE = 4096;
+// Prompt tokens evaluated per step before the cancellation is checked again: a cancel waits for at most one
+// chunk of prompt evaluation (one token once generation runs). Smaller chunks cancel sooner and batch worse.
+const PROMPT_CHUNK = 128;
+const RECORDS_KEPT = 16;
 
 export class Engine {
   private llama: { gpu: GpuSetting; llama: Llama } | null = null;
@@ -51,6 +58,7 @@ export class Engine {
   // Loading and generation change shared native state, so they run one at a time, in arrival order.
   private queue: Promise<unknown> = Promise.resolve();
   private loading: Promise<unknown> | null = null;
+  private readonly records: CompletionRecord[] = [];
 
   constructor(private readonly log: (line: string) => void) {}
 
@@ -81,8 +89,12 @@ export class Engine {
    * Greedy completion of the prompt's tokens, with the model's BOS prepended when the model asks for one
    * (node-llama-cpp's LlamaCompletion does this, as llama.cpp does), so ModelInfo.addBos tells callers
    * who score the same text themselves whether to prepend it too.
+   *
+   * The context keeps the previous request's evaluated tokens: only the prompt after the first token that differs
+   * from them is evaluated (LlamaCompletion itself erases the divergent tail of the sequence; a long prompt is
+   * evaluated here first, in chunks, so that a cancellation also stops it between chunks).
    */
-  complete(params: CompleteParams, signal: AbortSignal): Promise<CompleteResult> {
+  complete(params: CompleteParams, signal: AbortSignal, requestId = 0): Promise<CompleteResult> {
     return this.exclusive(async () => {
       throwIfCancelled(signal);
       const model = await this.model();
@@ -90,16 +102,45 @@ export class Engine {
       if (tokens.length === 0) throw new EngineFailure("bad_request", "The prompt is empty: send at least one token of prompt to complete.");
       const active = await this.contextFor(params.adapterPath);
       throwIfCancelled(signal);
-      const room = active.context.contextSize - (this.loaded?.info.addBos ? 1 : 0);
-      if (tokens.length + params.maxTokens > room) {
+      const sequence = active.sequence;
+      const prompt = [...beginningTokens(model), ...tokens];
+      if (prompt.length + params.maxTokens > active.context.contextSize) {
         throw new EngineFailure(
           "bad_request",
           `The prompt (${tokens.length} tokens) plus ${params.maxTokens} tokens to generate do not fit the engine's context of ` +
             `${active.context.contextSize} tokens. Send a shorter prefix and suffix, or ask for fewer tokens.`,
         );
       }
+      const started = performance.now();
+      const meterBefore = sequence.tokenMeter.getState();
+      let cancelledAt: { outputs: number; time: number } | null = null;
+      const onAbort = (): void => {
+        cancelledAt = { outputs: sequence.tokenMeter.usedOutputTokens, time: performance.now() };
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
       let generated = 0;
+      const record = (outcome: CompletionRecord["outcome"]): CompletionRecord => {
+        const used = sequence.tokenMeter.diff(meterBefore);
+        // Prompt tokens are decoded without logits ("input"); the last one and each generated token with ("output").
+        const evaluated = used.usedInputTokens + Math.min(used.usedOutputTokens, 1);
+        const at = cancelledAt;
+        const entry: CompletionRecord = {
+          id: requestId,
+          outcome,
+          promptTokens: prompt.length,
+          evaluatedTokens: evaluated,
+          reusedTokens: Math.max(0, prompt.length - evaluated),
+          decodedTokens: used.usedOutputTokens,
+          ms: performance.now() - started,
+          tokensAfterCancel: at === null ? null : sequence.tokenMeter.usedOutputTokens - at.outputs,
+          msAfterCancel: at === null ? null : performance.now() - at.time,
+        };
+        this.records.push(entry);
+        if (this.records.length > RECORDS_KEPT) this.records.shift();
+        return entry;
+      };
       try {
+        await evaluatePrompt(sequence, prompt, signal);
         const text = await active.completion.generateCompletion(tokens, {
           maxTokens: params.maxTokens,
           // Greedy and unpenalised: the same prompt always gives the same completion, and the output is what the
@@ -108,17 +149,52 @@ export class Engine {
           repeatPenalty: false,
           customStopTriggers: this.stopTriggers(model, params.stop),
           disableContextShift: true,
+          // LlamaCompletion keeps at most contextSize - contextShiftSize prompt tokens and silently drops the ones
+          // before: with maxTokens here, what fits by the check above is never cut.
+          contextShiftSize: params.maxTokens,
           signal,
           onToken: (t) => {
             generated += t.length;
           },
         });
-        return { text, tokens: generated, adapterPath: params.adapterPath };
+        const done = record("done");
+        return {
+          text,
+          tokens: generated,
+          adapterPath: params.adapterPath,
+          promptTokens: done.promptTokens,
+          evaluatedTokens: done.evaluatedTokens,
+          reusedTokens: done.reusedTokens,
+        };
       } catch (err) {
+        const entry = record(signal.aborted ? "cancelled" : "failed");
+        if (entry.outcome === "cancelled") {
+          this.log(
+            `completion #${requestId} cancelled: ${entry.tokensAfterCancel} tokens decoded after the cancel, ` +
+              `stopped ${entry.msAfterCancel?.toFixed(1)} ms after it`,
+          );
+        }
         throwIfCancelled(signal);
         throw err;
+      } finally {
+        signal.removeEventListener("abort", onAbort);
       }
     });
+  }
+
+  /** Frees the model and its context (and the GPU memory they hold); the llama.cpp backend stays ready for a load. */
+  release(): Promise<boolean> {
+    return this.exclusive(async () => {
+      const had = this.loaded !== null;
+      await this.unloadModel();
+      if (had) this.log("released the model and its context");
+      return had;
+    });
+  }
+
+  /** Answers at once, even while a completion runs: nothing here waits for the queue. */
+  status(): EngineStatus {
+    return { model: this.loaded?.info ?? null, completions: [...this.records] };
   }
 
   async dispose(): Promise<void> {
@@ -157,7 +233,7 @@ export class Engine {
     }
     let info: ModelInfo;
     try {
-      info = modelInfo(model, path);
+      info = modelInfo(model, path, llama);
     } catch (err) {
       // Not kept as the loaded model, so nothing else would ever free its memory.
       await model.dispose();
@@ -211,8 +287,9 @@ export class Engine {
         ...(llama.gpu === false ? { threads: Math.max(1, llama.cpuMathCores - 1) } : {}),
         ...(wanted !== null ? { lora: { adapters: [{ filePath: wanted }] } } : {}),
       });
-      const completion = new LlamaCompletion({ contextSequence: context.getSequence() });
-      this.active = { adapterPath: wanted, context, completion };
+      const sequence = context.getSequence();
+      const completion = new LlamaCompletion({ contextSequence: sequence });
+      this.active = { adapterPath: wanted, context, sequence, completion };
       return this.active;
     } catch (err) {
       if (wanted !== null) {
@@ -308,7 +385,7 @@ export class Engine {
   }
 }
 
-function modelInfo(model: LlamaModel, path: string): ModelInfo {
+function modelInfo(model: LlamaModel, path: string, llama: Llama): ModelInfo {
   const metadata = model.fileInfo.metadata;
   const tokens = model.tokens;
   const vocabSize = metadata.tokenizer?.ggml?.tokens?.length;
@@ -323,7 +400,7 @@ function modelInfo(model: LlamaModel, path: string): ModelInfo {
     trainContextSize: model.trainContextSize,
     bos: tokens.bos,
     eos: tokens.eos,
-    addBos: tokens.bos !== null && tokens.shouldPrependBosToken,
+    addBos: beginningTokens(model).length > 0,
     // Raw vocabulary texts, as special segments must spell them for the tokenizer to parse them back.
     special: {
       fimPrefix: tokens.infill.prefixString,
@@ -332,7 +409,38 @@ function modelInfo(model: LlamaModel, path: string): ModelInfo {
       eot: tokens.eotString ?? tokens.eosString,
     },
     infillSupported: tokens.infill.prefix !== null && tokens.infill.suffix !== null,
+    gpu: llama.gpu === false ? null : llama.gpu,
+    gpuLayers: model.gpuLayers,
+    totalLayers: model.fileInsights.totalLayers,
   };
+}
+
+// The tokens LlamaCompletion puts before the prompt (node-llama-cpp's resolveBeginningTokenToPrepend, not exported).
+function beginningTokens(model: LlamaModel): Token[] {
+  const type = model.vocabularyType;
+  if (type === LlamaVocabularyType.rwkv || type === LlamaVocabularyType.ugm) return [];
+  const bos = model.tokens.bos;
+  if (bos === null) return [];
+  return type === LlamaVocabularyType.wpm || model.tokens.shouldPrependBosToken ? [bos] : [];
+}
+
+/**
+ * Brings the sequence's state towards `prompt`: keeps the evaluated tokens it starts with, erases the rest, and
+ * evaluates what is missing in chunks, checking the cancellation between them. The last chunk (the prompt's last
+ * token with up to PROMPT_CHUNK - 1 before it) is left to LlamaCompletion, which evaluates it in one batch as it
+ * does without this step, so short increments are computed exactly as node-llama-cpp alone computes them.
+ */
+async function evaluatePrompt(sequence: LlamaContextSequence, prompt: Token[], signal: AbortSignal): Promise<void> {
+  // Without its last token, as LlamaCompletion compares it. allowShift false: keep the common prefix only. Shifting
+  // cells to reuse later matches would give tokens after an edit a KV state computed without it, and a completion
+  // that differs from the same request made cold.
+  const head = prompt.slice(0, -1);
+  await sequence.adaptStateToTokens(head, false);
+  for (let at = sequence.nextTokenIndex; prompt.length - at > PROMPT_CHUNK; at += PROMPT_CHUNK) {
+    throwIfCancelled(signal);
+    await sequence.evaluateWithoutGeneratingNewTokens(head.slice(at, at + PROMPT_CHUNK));
+  }
+  throwIfCancelled(signal);
 }
 
 async function readGguf(path: string, what: "model" | "adapter"): Promise<GgufFileInfo> {

@@ -70,6 +70,12 @@ async function dispatch(request: EngineRequest): Promise<unknown> {
       entry?.controller.abort(new EngineFailure("cancelled", "The completion was cancelled by the client."));
       return { cancelled: entry !== undefined };
     }
+    case "release":
+      // A generation in progress would hold the context until its end: the memory is wanted now.
+      cancelAll("The engine is releasing the model (another job needs the memory).");
+      return { released: await engine.release() };
+    case "status":
+      return engine.status();
     case "dispose":
       cancelAll("The engine is shutting down.");
       await engine.dispose();
@@ -91,7 +97,7 @@ async function complete(id: number, params: Extract<EngineRequest, { method: "co
   const entry: InFlight = { controller: new AbortController(), adapterPath };
   completions.set(id, entry);
   try {
-    return await engine.complete(params, entry.controller.signal);
+    return await engine.complete(params, entry.controller.signal, id);
   } finally {
     if (completions.get(id) === entry) completions.delete(id);
   }

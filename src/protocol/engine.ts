@@ -23,6 +23,11 @@ export const ModelInfo = z.object({
     eot: z.string().nullable(),
   }),
   infillSupported: z.boolean(),
+  /** The llama.cpp backend serving the model ("cuda", "vulkan", "metal"), or null on the CPU. */
+  gpu: z.string().nullable().optional(),
+  /** Layers offloaded to the GPU, out of totalLayers (llama.cpp counts the output layer as one). */
+  gpuLayers: z.number().int().optional(),
+  totalLayers: z.number().int().optional(),
 });
 export type ModelInfo = z.infer<typeof ModelInfo>;
 
@@ -41,13 +46,49 @@ export const EngineRequest = z.discriminatedUnion("method", [
     }),
   }),
   z.object({ id: z.number().int(), method: z.literal("cancel"), params: z.object({ requestId: z.number().int() }) }),
+  // Frees the model and its contexts (GPU memory included) and keeps the process: a later load brings them back.
+  z.object({ id: z.number().int(), method: z.literal("release"), params: z.object({}).default({}) }),
+  z.object({ id: z.number().int(), method: z.literal("status"), params: z.object({}).default({}) }),
   z.object({ id: z.number().int(), method: z.literal("dispose"), params: z.object({}).default({}) }),
 ]);
 export type EngineRequest = z.infer<typeof EngineRequest>;
 export type EngineMethod = EngineRequest["method"];
 
-export const CompleteResult = z.object({ text: z.string(), tokens: z.number().int(), adapterPath: z.string().nullable() });
+export const CompleteResult = z.object({
+  text: z.string(),
+  tokens: z.number().int(),
+  adapterPath: z.string().nullable(),
+  /** Prompt tokens, BOS included when the model adds one. */
+  promptTokens: z.number().int().optional(),
+  /** Prompt tokens the model evaluated for this request; the rest were reused from the previous request's KV cache. */
+  evaluatedTokens: z.number().int().optional(),
+  reusedTokens: z.number().int().optional(),
+});
 export type CompleteResult = z.infer<typeof CompleteResult>;
+
+/** What became of one completion request, as the engine measured it. */
+export const CompletionRecord = z.object({
+  id: z.number().int(),
+  outcome: z.enum(["done", "cancelled", "failed"]),
+  promptTokens: z.number().int(),
+  evaluatedTokens: z.number().int(),
+  reusedTokens: z.number().int(),
+  /** Tokens the model decoded while generating (the last prompt token included). */
+  decodedTokens: z.number().int(),
+  ms: z.number(),
+  /** Decodes started after the cancellation arrived, and the time from then to the generation's end. */
+  tokensAfterCancel: z.number().int().nullable(),
+  msAfterCancel: z.number().nullable(),
+});
+export type CompletionRecord = z.infer<typeof CompletionRecord>;
+
+export const EngineStatus = z.object({
+  /** The loaded model, or null when none is (never loaded, or released). */
+  model: ModelInfo.nullable(),
+  /** The latest completion requests, oldest first (a few). */
+  completions: z.array(CompletionRecord),
+});
+export type EngineStatus = z.infer<typeof EngineStatus>;
 
 export const EngineResults = {
   load: ModelInfo,
@@ -55,10 +96,13 @@ export const EngineResults = {
   detokenize: z.object({ text: z.string() }),
   complete: CompleteResult,
   cancel: z.object({ cancelled: z.boolean() }),
+  release: z.object({ released: z.boolean() }),
+  status: EngineStatus,
   dispose: z.object({}),
 } satisfies Record<EngineMethod, z.ZodTypeAny>;
 
-export const EngineErrorCode = z.enum(["not_loaded", "bad_model", "bad_adapter", "cancelled", "bad_request", "internal"]);
+// "unavailable" never crosses the channel: the host gives it while the engine is down, restarting or paused.
+export const EngineErrorCode = z.enum(["not_loaded", "bad_model", "bad_adapter", "cancelled", "bad_request", "internal", "unavailable"]);
 export const EngineResponse = z.union([
   z.object({ id: z.number().int(), ok: z.literal(true), result: z.unknown() }),
   z.object({ id: z.number().int(), ok: z.literal(false), error: z.object({ code: EngineErrorCode, message: z.string() }) }),

@@ -6,7 +6,8 @@ import { execFile } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { DatasetMeta } from "../../src/protocol/dataset";
-import { cliPath, makeGitRepo, python, removeDir, sampleSources, tempDir } from "./support/pipeline";
+import { readManifest } from "../../src/core/runStore";
+import { cliPath, makeGitRepo, python, removeDir, sampleSources, tempDir, writeFiles } from "./support/pipeline";
 
 let dir: string;
 let repo: string;
@@ -43,7 +44,7 @@ describe("repotune CLI", () => {
     const r = await cli(["--help"]);
     assert.equal(r.code, 0);
     assert.match(r.stdout, /^Usage: repotune <command>/);
-    for (const c of ["tune <folder>", "dataset <folder>", "complete <file>", "--model PATH|tiny", "--seq-len"]) assert.ok(r.stdout.includes(c), c);
+    for (const c of ["tune <folder>", "eval <folder>", "dataset <folder>", "complete <file>", "--model PATH|tiny", "--seq-len", "--max-tasks N"]) assert.ok(r.stdout.includes(c), c);
   });
 
   test("mistakes exit 1 with the reason on stderr", async () => {
@@ -65,6 +66,12 @@ describe("repotune CLI", () => {
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /is not a GGUF model/);
     assert.equal(bad.stdout, "");
+    const noAdapter = await cli(["eval", repo, "--model", "tiny"]);
+    assert.equal(noAdapter.code, 1);
+    assert.match(noAdapter.stderr, /^repotune: repotune eval needs --adapter PATH/);
+    const missingAdapter = await cli(["eval", repo, "--adapter", path.join(dir, "nope.gguf")]);
+    assert.equal(missingAdapter.code, 1);
+    assert.match(missingAdapter.stderr, /The adapter .*nope\.gguf does not exist/);
   });
 
   test("dataset writes only the data", async () => {
@@ -79,32 +86,62 @@ describe("repotune CLI", () => {
     assert.ok(!existsSync(path.join(dir, "home")), "no run was created");
   });
 
-  test("tune trains, then compares base and adapter on held-out files; complete agrees with it", { timeout: 300_000 }, async () => {
-    const r = await cli(["tune", repo, "--model", "tiny", "--steps", "30", "--seq-len", "64"]);
+  test("tune trains and evaluates the adapter on held-out files; eval and complete agree with it", { timeout: 300_000 }, async () => {
+    const r = await cli(["tune", repo, "--model", "tiny", "--steps", "30", "--seq-len", "64", "--max-tasks", "30"]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stderr, "");
     assert.match(r.stdout, /^run \d{8}T\d{9}Z-[0-9a-f]{6}: /);
     assert.match(r.stdout, /\ndataset: 7 files, \d+ examples \(qwen2\.5-coder\); train \d+ x 64 tokens, validation \d+ x 64/);
     assert.match(r.stdout, /\nstep 30\/30 {2}loss \d+\.\d{4}/);
+    assert.match(r.stdout, /\nevaluating: the base model and the adapter complete held-out code\n {2}\d+\/60 completions\n/);
 
-    const loss = /validation loss on held-out files: base (\d+\.\d+) -> adapter (\d+\.\d+) \(-\d+\.\d%\)/.exec(r.stdout);
+    // The evaluation table: the three metrics with intervals, the trainer's losses, each language, the decision.
+    assert.match(r.stdout, /\nheld-out evaluation: 30 completions in \d+ files? \(.*\); window 64 tokens, up to 48 generated; [\d.]+ s\n/);
+    const row = (name: string) => new RegExp(`\\n${name} +(\\S+) \\((\\S+)\\) +(\\S+) \\((\\S+)\\) +([+−]\\S+)( points)? \\(([+−]\\S+) to ([+−]\\S+)\\)\\n`).exec(r.stdout);
+    for (const name of ["exact match", "edit similarity", "accepted chars"]) assert.ok(row(name), `no ${name} row in\n${r.stdout}`);
+    const loss = /\nvalidation loss +(\d+\.\d+) \(ppl [\d.]+\) +(\d+\.\d+) \(ppl [\d.]+\) +−\d+\.\d%, best step \d+\n/.exec(r.stdout);
     assert.ok(loss, r.stdout);
     assert.ok(Number(loss[2]) < Number(loss[1]), "30 steps on this repository lower the held-out loss");
+    assert.match(r.stdout, /\nTypeScript +30 +\d+\.\d% +\d+\.\d% +[+−]\d+\.\d points/);
+    const decision = /\n(kept|not kept): (.*)\n/.exec(r.stdout);
+    assert.ok(decision, r.stdout);
 
     const adapter = /done in [\d.]+ s: adapter (\S+\.gguf)/.exec(r.stdout)?.[1];
     assert.ok(adapter && existsSync(adapter));
     assert.ok(adapter.startsWith(path.join(dir, "home")), "runs go under $REPOTUNE_HOME");
+    // What was printed is what the run recorded (the table rounds; the manifest has the exact interval).
+    const manifest = await readManifest(path.join(path.dirname(adapter), "manifest.json"));
+    assert.ok(manifest.evaluation && manifest.decision);
+    assert.equal(decision[1] === "kept", manifest.decision.keep);
+    assert.equal(decision[2], manifest.decision.reason);
+    assert.equal(manifest.decision.keep, manifest.evaluation.diff.editSimilarity.lo > 0);
 
-    // Three cursors, each with expected / base / adapter side by side.
-    const samples = [...r.stdout.matchAll(/\n\[(\d)\] (\S+):(\d+):(\d+) .*\n {4}expected +\| base +\| adapter\n {4}(.*)\n/g)];
+    // Three tasks, each with expected / base / adapter side by side.
+    const samples = [...r.stdout.matchAll(/\n\[(\d)\] (\S+):(\d+):(\d+) \((line|next-line|block)\) .*\n {4}expected +\| base +\| adapter\n {4}(.*)\n/g)];
     assert.deepEqual(samples.map((m) => m[1]), ["1", "2", "3"]);
-    const [, , file, line, col, row] = samples[0];
-    const [expected, , adapted] = row.split(" | ").map((c) => c.trimEnd());
-    const source = readFileSync(path.join(repo, file), "utf8").split("\n")[Number(line) - 1];
-    assert.ok(JSON.stringify(source.slice(Number(col) - 1)).slice(1, -1).startsWith(expected.replace(/…$/, "")));
 
-    // `complete` at the same place, with the line taken out as the summary did and the same adapter, gives the
-    // completion shown in the summary.
+    // `repotune eval` on the same folder takes the run's held-out files, model, window and seed: the same numbers.
+    const e = await cli(["eval", repo, "--adapter", adapter, "--max-tasks", "30"]);
+    assert.equal(e.code, 0, e.stderr);
+    assert.match(e.stdout, /^held-out files of run \S+: \d+\n/);
+    const again = /\nedit similarity .*\n/.exec(e.stdout)?.[0];
+    assert.equal(again, /\nedit similarity .*\n/.exec(r.stdout)?.[0]);
+    assert.equal(/\n(kept|not kept): .*\n/.exec(e.stdout)?.[0], decision[0]);
+
+    // On a folder it was not trained on, every file is held out.
+    const other = path.join(dir, "other");
+    writeFiles(other, { "lib/a.ts": sampleSources(1)["src/widget.ts"], "lib/b.ts": sampleSources(2)["src/gadget.ts"] });
+    const o = await cli(["eval", other, "--adapter", adapter, "--max-tasks", "12"]);
+    assert.equal(o.code, 0, o.stderr);
+    assert.match(o.stdout, /^the adapter was not trained on .*other: all 2 of its files are held out\n/);
+    assert.match(o.stdout, /\nheld-out evaluation: 12 completions in 2 files /);
+
+    // `complete` at a task's cursor, in the file as the task had it (the rest of the line taken out), with the same
+    // adapter and window, prints the completion the evaluation got: both go through the serving path.
+    const sample = samples.find((m) => m[5] !== "block");
+    assert.ok(sample, "no single-line task among the samples");
+    const [, , file, line, col, , rowText] = sample;
+    const adapted = rowText.split(" | ").map((c) => c.trimEnd())[2];
     const lines = readFileSync(path.join(repo, file), "utf8").split("\n");
     lines[Number(line) - 1] = lines[Number(line) - 1].slice(0, Number(col) - 1);
     writeFileSync(path.join(repo, file), lines.join("\n"));
@@ -112,6 +149,6 @@ describe("repotune CLI", () => {
     assert.equal(c.code, 0, c.stderr);
     const printed = c.stdout.replace(/\n$/, "");
     const completion = printed === "" ? "(nothing)" : JSON.stringify(printed).slice(1, -1);
-    assert.ok(completion.startsWith(adapted.replace(/…$/, "")), `complete printed ${completion}, the summary showed ${adapted}`);
+    assert.ok(completion.startsWith(adapted.replace(/…$/, "")), `complete printed ${completion}, the evaluation showed ${adapted}`);
   });
 });

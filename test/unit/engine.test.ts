@@ -4,13 +4,12 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, fork } from "node:child_process";
-import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EngineClient, EngineError } from "../../src/core/engineClient";
-import { EngineHost } from "../../src/core/engineHost";
 import { promptFormatFor, trainingExample, type PromptFormat } from "../../src/core/promptFormat";
-import type { ModelInfo, Segment } from "../../src/protocol/engine";
+import type { CompletionRecord, ModelInfo, Segment } from "../../src/protocol/engine";
 
 const repoRoot = process.cwd();
 const enginePath = join(repoRoot, "dist", "engine.mjs");
@@ -110,6 +109,10 @@ describe("engine with the tiny model", () => {
     assert.ok(info.trainContextSize > 0);
     assert.notEqual(info.bos, null);
     assert.notEqual(info.eos, null);
+    // Loaded with gpu "off": the CPU backend, nothing offloaded; the status bar shows these.
+    assert.equal(info.gpu, null);
+    assert.equal(info.gpuLayers, 0);
+    assert.equal(info.totalLayers, 3, "2 blocks and the output layer, as llama.cpp counts them");
   });
 
   test("loading the same model again answers from the loaded model", async () => {
@@ -161,7 +164,7 @@ describe("engine with the tiny model", () => {
     const elapsed = performance.now() - started;
     const second = await engine.complete(request);
     t.diagnostic(`completion of ${first.tokens} tokens: ${elapsed.toFixed(0)} ms (first), tiny model on CPU`);
-    assert.deepEqual(second, first);
+    assert.deepEqual([second.text, second.tokens], [first.text, first.tokens]);
     assert.equal(first.adapterPath, null);
     assert.ok(first.tokens > 0);
     // node-llama-cpp may take one token more to finish a multi-byte character.
@@ -180,7 +183,7 @@ describe("engine with the tiny model", () => {
       const stopped = await engine.complete({ ...request, stop: ["<|file_sep|>", chars[at]] });
       assert.equal(stopped.text, chars.slice(0, at).join(""));
       assert.ok(stopped.tokens < full.tokens);
-      assert.deepEqual(await engine.complete({ ...request, stop: ["never generated \u0000"] }), full);
+      assert.equal((await engine.complete({ ...request, stop: ["never generated \u0000"] })).text, full.text);
       return;
     }
     assert.fail("none of the probe prompts gave a completion with a usable stop character");
@@ -192,8 +195,8 @@ describe("engine with the tiny model", () => {
     const tuned = await engine.complete({ ...request, adapterPath });
     assert.equal(tuned.adapterPath, adapterPath);
     assert.notEqual(tuned.text, base.text, "the adapter must change what the model generates");
-    assert.deepEqual(await engine.complete({ ...request, adapterPath }), tuned);
-    assert.deepEqual(await engine.complete({ ...request, adapterPath: null }), base);
+    assert.equal((await engine.complete({ ...request, adapterPath })).text, tuned.text);
+    assert.equal((await engine.complete({ ...request, adapterPath: null })).text, base.text);
   });
 
   test("adapters that cannot apply are refused with bad_adapter, and the engine keeps serving", async () => {
@@ -211,6 +214,60 @@ describe("engine with the tiny model", () => {
     await assert.rejects(engine.load(notGgufPath, "off"), isEngineError("bad_model", /not a GGUF model file.*choose a \.gguf/));
     await assert.rejects(engine.load(join(dir, "missing.gguf"), "off"), isEngineError("bad_model", /does not exist/));
     await assert.rejects(engine.load(adapterPath, "off"), isEngineError("bad_model", /is a LoRA adapter, not a base model/));
+  });
+
+  test("a prompt that extends the previous one evaluates only its new tokens", async (t) => {
+    const base = [{ text: "def add(a, b):\n    return a + b\n", special: false }];
+    const more = [{ text: "def add(a, b):\n    return a + b\n\ndef sub(a, b):\n", special: false }];
+    const [baseTokens, moreTokens] = await engine.tokenize([base, more]);
+    assert.deepEqual(moreTokens.slice(0, baseTokens.length), baseTokens, "the longer text tokenizes as the shorter one plus more");
+    const bos = info.addBos ? 1 : 0;
+    // maxTokens 1: the one generated token is sampled but never evaluated, so the context holds exactly the prompt.
+    const first = await engine.complete({ prompt: base, adapterPath, maxTokens: 1 });
+    const second = await engine.complete({ prompt: more, adapterPath, maxTokens: 1 });
+    t.diagnostic(`first: ${first.evaluatedTokens}/${first.promptTokens} evaluated; extended: ${second.evaluatedTokens}/${second.promptTokens} evaluated`);
+    assert.equal(second.promptTokens, moreTokens.length + bos);
+    assert.equal(second.reusedTokens, baseTokens.length + bos);
+    assert.equal(second.evaluatedTokens, moreTokens.length - baseTokens.length);
+    const again = await engine.complete({ prompt: more, adapterPath, maxTokens: 1 });
+    assert.deepEqual([again.evaluatedTokens, again.reusedTokens], [1, moreTokens.length + bos - 1], "the same prompt again evaluates its last token only");
+  });
+
+  test("typing one character in a FIM prefix reuses the prompt up to that character; the completion is the cold one", async (t) => {
+    const input = { prefix: "import os\n\ndef add(a, b):\n    return a", suffix: "\n\n\ndef main():\n    print(add(1, 2))\n", filePath: "math.py", repoName: "demo" };
+    const before = format.fim(input);
+    const typed = format.fim({ ...input, prefix: `${input.prefix} ` });
+    const [beforeTokens, typedTokens] = await engine.tokenize([before, typed]);
+    const firstChange = typedTokens.findIndex((tok, i) => tok !== beforeTokens[i]);
+    const bos = info.addBos ? 1 : 0;
+    const request = { adapterPath: null, maxTokens: 12, stop: format.stopStrings };
+    await engine.complete({ ...request, prompt: before });
+    const warm = await engine.complete({ ...request, prompt: typed });
+    t.diagnostic(
+      `one character typed at the end of the prefix: ${warm.evaluatedTokens} of ${warm.promptTokens} prompt tokens evaluated, ` +
+        `${warm.reusedTokens} reused (the suffix and the tokens after it are evaluated again)`,
+    );
+    assert.equal(warm.reusedTokens, firstChange + bos);
+    assert.equal(warm.evaluatedTokens, typedTokens.length - firstChange);
+    // Another adapter means another context: the same request then starts from an empty KV cache.
+    await engine.complete({ ...request, prompt: typed, adapterPath });
+    const cold = await engine.complete({ ...request, prompt: typed });
+    assert.deepEqual([cold.evaluatedTokens, cold.reusedTokens], [typedTokens.length + bos, 0]);
+    // Exact on this model's F32 weights (0 of 60 typing positions differed, measured). On quantized weights ggml's
+    // kernels depend on the batch split, and a near-tie may then go the other way (8 of 60 on a random Q8_0 model).
+    assert.equal(warm.text, cold.text, "a completion on a reused KV cache must equal the same completion made cold");
+  });
+
+  test("release frees the model and keeps the process; a load brings it back", async () => {
+    const request = { prompt: prompt(), adapterPath: null, maxTokens: 8 };
+    const before = await engine.complete(request);
+    assert.equal(await engine.release(), true);
+    assert.equal((await engine.status()).model, null);
+    assert.ok(engine.alive);
+    await assert.rejects(engine.complete(request), isEngineError("not_loaded"));
+    assert.equal(await engine.release(), false, "nothing left to release");
+    assert.deepEqual(await engine.load(modelPath, "off"), info);
+    assert.equal((await engine.complete(request)).text, before.text);
   });
 
   test("a prompt that does not fit the context is refused", async () => {
@@ -239,15 +296,37 @@ describe("engine lifecycle", () => {
     }
   });
 
-  test("aborting the signal cancels a long generation; the engine keeps serving", async () => {
+  // The engine's record of a cancelled completion, once the generation has really ended.
+  async function cancelledRecord(engine: EngineClient): Promise<CompletionRecord> {
+    for (let i = 0; i < 100; i++) {
+      const found = (await engine.status()).completions.find((c) => c.outcome === "cancelled");
+      if (found) return found;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error("the engine recorded no cancelled completion");
+  }
+
+  test("aborting the signal stops a long generation within a token; the engine keeps serving", async (t) => {
     const engine = await startEngine();
     try {
       await engine.load(modelPath, "off");
       const prompt = await longPrompt(engine);
       const controller = new AbortController();
       const pending = engine.complete({ prompt, adapterPath: null, maxTokens: 3000 }, controller.signal);
-      setTimeout(() => controller.abort(), 100);
+      let abortedAt = 0;
+      setTimeout(() => {
+        abortedAt = performance.now();
+        controller.abort();
+      }, 100);
       await assert.rejects(pending, isEngineError("cancelled"));
+      const rejectedMs = performance.now() - abortedAt;
+      const record = await cancelledRecord(engine);
+      t.diagnostic(
+        `cancelled after ${record.decodedTokens} tokens: ${record.tokensAfterCancel} decoded after the cancel, generation ended ` +
+          `${record.msAfterCancel?.toFixed(2)} ms after it reached the engine; the caller heard ${rejectedMs.toFixed(2)} ms after abort()`,
+      );
+      assert.ok(record.decodedTokens > 1 && record.decodedTokens < 3000, `cancelled mid-generation (${record.decodedTokens} tokens)`);
+      assert.ok(record.tokensAfterCancel !== null && record.tokensAfterCancel <= 1, `${record.tokensAfterCancel} tokens after the cancel`);
       assert.ok((await engine.complete({ prompt, adapterPath: null, maxTokens: 4 })).tokens > 0);
       const aborted = new AbortController();
       aborted.abort();
@@ -267,6 +346,26 @@ describe("engine lifecycle", () => {
       const newer = engine.complete({ prompt, adapterPath: null, maxTokens: 8 });
       await assert.rejects(older, isEngineError("cancelled", /superseded/));
       assert.deepEqual(await newer, alone);
+    } finally {
+      await engine.dispose();
+    }
+  });
+
+  test("supersede: a new completion cancels the one in flight at once, whatever its adapter", async () => {
+    const engine = await startEngine();
+    try {
+      await engine.load(modelPath, "off");
+      const prompt = await longPrompt(engine);
+      const alone = await engine.complete({ prompt, adapterPath, maxTokens: 8 });
+      const older = engine.complete({ prompt, adapterPath: null, maxTokens: 3000 });
+      await new Promise((r) => setTimeout(r, 50));
+      const started = performance.now();
+      const newer = engine.complete({ prompt, adapterPath, maxTokens: 8, supersede: true });
+      await assert.rejects(older, isEngineError("cancelled", /superseded/));
+      assert.ok(performance.now() - started < 50, "the superseded caller hears at once");
+      assert.equal((await newer).text, alone.text);
+      const record = await cancelledRecord(engine);
+      assert.ok(record.tokensAfterCancel !== null && record.tokensAfterCancel <= 1, `${record.tokensAfterCancel} tokens after the cancel`);
     } finally {
       await engine.dispose();
     }
@@ -334,19 +433,6 @@ describe("engine lifecycle", () => {
     await engine.dispose();
     assert.deepEqual(await exit, [0, null]);
     assert.equal(engine.alive, false);
-  });
-
-  test("an engine host switching models while one is still loading leaves no engine behind", async () => {
-    const other = join(dir, "tiny-llama-copy.gguf");
-    copyFileSync(modelPath, other);
-    const host = new EngineHost({ enginePath, log: (line) => logs.push(line) });
-    const [first, second] = await Promise.all([host.ready(modelPath), host.ready(other)]);
-    assert.equal(first.client.alive, false, "the engine of the superseded model was not stopped");
-    assert.equal(second.client.alive, true);
-    const late = host.ready(modelPath);
-    await host.dispose();
-    await assert.rejects(late, /shutting down/);
-    assert.equal(second.client.alive, false);
   });
 
   test("starting from a missing bundle says how to build it", async () => {

@@ -3,9 +3,10 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { tune, resolveSettings, type TuneOptions, type TuneResult } from "../../src/core/tune";
+import { summaryOf } from "../../src/core/eval/evaluate";
 import { readEvents, readManifest, repoIdFor } from "../../src/core/runStore";
 import { findPython } from "../../src/core/python";
 import { DatasetMeta } from "../../src/protocol/dataset";
@@ -33,6 +34,8 @@ async function run(overrides: Partial<TuneOptions> = {}): Promise<{ result: Tune
     enginePath,
     runsRoot: path.join(dir, "runs"),
     settings: { steps: 6, seqLen: 64, batch: 4, rank: 4 },
+    // A short evaluation: these tests are about the pipeline; test/unit/evalGate.test.ts is about the gate.
+    evaluation: { maxTasks: 20 },
     onEvent: (e) => events.push(e),
     ...overrides,
   });
@@ -48,7 +51,7 @@ describe("tune, end to end on the tiny model", () => {
     const { result, events } = await run();
     assert.equal(result.status, "done", result.error ?? "");
     assert.equal(result.error, null);
-    assert.deepEqual(phases(events), ["preparing", "training", "done"]);
+    assert.deepEqual(phases(events), ["preparing", "training", "evaluating", "done"]);
 
     // The run folder: <runsRoot>/<repoId>/<runId>/, a new adapter name per run.
     assert.equal(path.dirname(path.dirname(result.runDir)), path.join(dir, "runs"));
@@ -70,6 +73,19 @@ describe("tune, end to end on the tiny model", () => {
     assert.deepEqual(manifest.dataset, result.summary);
     assert.ok(result.valLossBase !== null && result.valLoss !== null);
 
+    // After training, the adapter is evaluated on held-out completions and the decision recorded with its numbers.
+    const evaluation = result.evaluation;
+    assert.ok(evaluation, `no evaluation: ${result.decision?.reason}`);
+    assert.equal(evaluation.taskCount, 20);
+    assert.equal(evaluation.settings.windowTokens, 64);
+    assert.ok(result.decision && typeof result.decision.keep === "boolean");
+    assert.equal(result.decision.keep, evaluation.diff.editSimilarity.lo > 0);
+    assert.match(result.decision.reason, /on 20 (held-out )?completions, edit similarity \d+\.\d% with the adapter against \d+\.\d% for the base model/);
+    assert.deepEqual(manifest.evaluation, summaryOf(evaluation));
+    assert.deepEqual(manifest.decision, result.decision);
+    assert.equal(manifest.parentAdapter, null);
+    assert.ok(existsSync(path.join(result.runDir, "evaluation.json")));
+
     // events.jsonl holds exactly what onEvent saw, each line a valid RunEvent.
     const logged = await readEvents(path.join(result.runDir, "events.jsonl"));
     assert.deepEqual(logged, events.map((e) => RunEvent.parse(e)));
@@ -79,6 +95,7 @@ describe("tune, end to end on the tiny model", () => {
     assert.equal(trainerEvents.filter((e) => e === "step").length, 6);
     assert.equal(trainerEvents.at(-1), "done");
     assert.ok(events.some((e) => e.type === "adapter" && e.adapterPath === result.adapterPath));
+    assert.ok(events.some((e) => e.type === "evaluation"));
     // The trainer's memory estimate comes before training, for the device the run uses.
     const estimate = events.findIndex((e) => e.type === "estimate");
     assert.ok(estimate >= 0 && estimate < events.findIndex((e) => e.type === "trainer"), "no memory estimate before training");
@@ -123,6 +140,45 @@ describe("tune, end to end on the tiny model", () => {
     assert.equal(manifest.adapter, null);
     assert.equal(manifest.checkpoint, stopped.event.checkpoint);
     assert.ok(manifest.metrics.steps >= 2 && manifest.metrics.steps < 5000);
+  });
+
+  test("aborting while evaluating keeps the adapter on disk but does not keep it, and says why", async () => {
+    const abort = new AbortController();
+    const events: RunEvent[] = [];
+    const { result } = await run({
+      signal: abort.signal,
+      onEvent: (e) => {
+        events.push(e);
+        if (e.type === "evalProgress") abort.abort();
+      },
+    });
+    assert.equal(result.status, "done", result.error ?? "");
+    assert.ok(result.adapterPath && existsSync(result.adapterPath));
+    assert.equal(result.evaluation, null);
+    assert.equal(result.decision?.keep, false);
+    assert.match(result.decision?.reason ?? "", /^The evaluation on held-out code was stopped before it finished, so the adapter was not activated; you can activate it anyway\.$/);
+    assert.deepEqual(phases(events), ["preparing", "training", "evaluating", "done"]);
+    const manifest = await readManifest(result.manifestPath!);
+    assert.equal(manifest.evaluation, null);
+    assert.deepEqual(manifest.decision, result.decision);
+  });
+
+  test("an evaluation that cannot run leaves the adapter not kept, with the reason", async () => {
+    const gone = makeGitRepo(path.join(dir, "vanishing"), sampleSources(6));
+    const events: RunEvent[] = [];
+    const { result } = await run({
+      folder: gone,
+      // The held-out files disappear between training and evaluation.
+      onEvent: (e) => {
+        events.push(e);
+        if (e.type === "phase" && e.phase === "evaluating") rmSync(path.join(gone, "src"), { recursive: true, force: true });
+      },
+    });
+    assert.equal(result.status, "done", result.error ?? "");
+    assert.equal(result.evaluation, null);
+    assert.equal(result.decision?.keep, false);
+    assert.match(result.decision?.reason ?? "", /^The adapter could not be evaluated on held-out code: None of the \d+ held-out files could be read in .*vanishing, so there is nothing to evaluate the adapter on\. It was not activated; you can activate it anyway\.$/);
+    assert.ok(events.some((e) => e.type === "log" && e.message === result.decision?.reason), "the reason is in the run's log");
   });
 
   test("aborting before training starts ends the run as stopped, without starting the trainer", async () => {

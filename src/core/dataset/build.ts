@@ -1,20 +1,22 @@
-// The dataset step: folder -> usable text files -> FIM examples (through the prompt-format module only) ->
-// tokens (the model's own tokenizer, in the engine) -> packed train/val sequences on disk.
-import * as path from "node:path";
+// The dataset step: folder -> usable text files -> duplicates left out -> held-out split (most recent files in
+// git) -> examples (FIM through the prompt-format module only, and plain next-token text) -> tokens (the model's
+// own tokenizer, in the engine) -> packed train/val sequences on disk, with examples.jsonl and report.json beside.
 import type { ModelInfo, Segment } from "../../protocol/engine";
 import type { DatasetSummary } from "../../protocol/run";
 import { trainingExample, type PromptFormat } from "../promptFormat";
 import { UserError } from "../errors";
 import { repoName } from "../repoName";
 import { describeSkipped, formatBytes } from "../format";
-import { listFiles } from "./discover";
-import { DEFAULT_MAX_FILE_BYTES, readSourceFile } from "./sourceFile";
-import { fimSpans, fimWindow, windowCharsFor, WINDOW_FILL } from "./fim";
+import { DEFAULT_MAX_FILE_BYTES } from "./sourceFile";
+import { selectFiles, type SourceText } from "./select";
+import { budgetFor, checkMix, DEFAULT_MIX, fimSpans, narrowSpan, WINDOW_FILL, type Budget, type ExampleMix, type FimSpan } from "./fim";
 import { fitExample, pack } from "./pack";
 import { hash32, rng, shuffleInPlace } from "./random";
-import { DEFAULT_VAL_FRACTION, splitFiles, splitOneFile } from "./split";
+import { findDuplicates } from "./dedupe";
+import { changeTimes, chooseHeldOut, DEFAULT_VAL_FRACTION, holdOutOrder, splitOneFile, type SplitMethod } from "./split";
+import { buildReport, exampleLine, recommendedSteps, SMALL_REPO_TOKENS, smallRepoWarning } from "./report";
 import { writeDataset, type DatasetFiles } from "./write";
-import type { DatasetMeta } from "../../protocol/dataset";
+import type { DatasetMeta, DatasetReport } from "../../protocol/dataset";
 
 /** What the dataset step needs from the engine: the base model's own tokenizer. */
 export interface Tokenizer {
@@ -32,8 +34,16 @@ export interface BuildDatasetOptions {
   seed: number;
   maxFileBytes?: number;
   valFraction?: number;
+  /** Relative weights of the kinds of examples; DEFAULT_MIX (fim.ts) when absent. */
+  mix?: ExampleMix;
+  /** The trainer's batch size: with it the summary recommends a number of steps (summary.recommendedSteps). */
+  batch?: number;
   /** Folders never to learn from even when inside `folder` (RepoTune's own runs folder, when placed there). */
   exclude?: string[];
+  /** The user's exclude patterns (gitignore syntax), on top of the folder's .repotuneignore. */
+  excludeGlobs?: string[];
+  /** Patterns of files to learn from even though a rule (vendored, generated, excluded...) left them out; never secrets. */
+  include?: string[];
   signal?: AbortSignal;
   log?: (message: string) => void;
 }
@@ -42,66 +52,123 @@ export interface BuiltDataset {
   summary: DatasetSummary;
   meta: DatasetMeta;
   files: DatasetFiles;
+  report: DatasetReport;
   /** Examples still longer than seqLen after a narrower window, cut to seqLen. */
   truncatedExamples: number;
 }
 
-export interface SourceText {
-  path: string;
-  text: string;
+export type { SourceText };
+
+/**
+ * What file selection hands the dataset step (select.ts's Selection has this shape). What a selection does not
+ * know is left out, and the report shows none.
+ */
+export interface FileSelection {
+  usable: SourceText[];
+  skipped: Record<string, number>;
+  listed: number;
+  /** Files left out because they hold a secret, and those files by the rule that found one: counts, never secrets. */
+  secretsExcluded?: number;
+  secretFindings?: Record<string, number>;
+  /** Usable files and their bytes by language. */
+  languages?: Record<string, { files: number; bytes: number }>;
 }
 
 const MAX_EXAMPLES_PER_FILE = 256;
+/** Examples per file cover it about this many times over (each character in about two examples' windows). */
+const COVERAGE = 2;
+/** A small repository gets up to this many times more examples per file (more cursors, not copies). */
+const MAX_SMALL_REPO_SCALE = 8;
 const TOKENIZE_BATCH_CHARS = 512 * 1024;
 const TOKENIZE_BATCH_ITEMS = 512;
-const READ_CONCURRENCY = 16;
 
 interface Example {
   file: SourceText;
-  start: number;
-  end: number;
-  /** Built without the file's suffix (cursor at the end of what is written). */
-  openEnd: boolean;
-  windowChars: number;
+  span: FimSpan;
+  budget: Budget;
+  truncated: boolean;
   segments: Segment[];
   tokens: number[];
 }
 
 export async function buildDataset(opts: BuildDatasetOptions): Promise<BuiltDataset> {
   const log = opts.log ?? (() => undefined);
-  const { usable, skipped, listed } = await readUsableFiles(opts.folder, opts.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES, opts.exclude);
+  const timer = stepTimer();
+  const mix = opts.mix ?? DEFAULT_MIX;
+  const badMix = checkMix(mix);
+  if (badMix !== null) throw new UserError(`The mix of example kinds is invalid: ${badMix} (rest of line, lines, block, next token).`);
+  const maxFileBytes = opts.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+  const selection: FileSelection = await selectFiles(opts.folder, {
+    maxFileBytes, exclude: opts.exclude, include: opts.include, excludeGlobs: opts.excludeGlobs, signal: opts.signal,
+  });
+  timer.lap("selection");
+  const { usable, skipped, listed } = selection;
   if (listed === 0) {
     throw new UserError(`The folder ${opts.folder} has no files to learn from. Open the folder of a code repository and fine-tune again.`);
   }
   if (usable.length === 0) {
     throw new UserError(
       `The folder has no text files RepoTune can learn from: all ${listed} files were skipped (${describeSkipped(skipped)}). ` +
-        `RepoTune learns from UTF-8 text files up to ${formatBytes(opts.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES)} that .gitignore does not exclude; ` +
-        "open a folder with source code.",
+        `RepoTune learns from UTF-8 text files up to ${formatBytes(maxFileBytes)} that are not excluded by .gitignore, ` +
+        ".repotuneignore or the repotune.dataset.exclude setting, and are not vendored, generated or holding a secret; " +
+        "open a folder with source code, or re-admit files with the repotune.dataset.include setting.",
     );
   }
   checkAborted(opts.signal);
+  const valFraction = opts.valFraction ?? DEFAULT_VAL_FRACTION;
+  const warnings: string[] = [];
+
+  // One order decides both which copy of a duplicate survives and which files are held out: the newest changes in
+  // git (or a path hash) come first, so a held-out file keeps its copies out of training.
+  const recency = await changeTimes(opts.folder);
+  timer.lap("git history");
+  if (recency.warning !== null) warnings.push(recency.warning);
+  const byPath = new Map(usable.map((f) => [f.path, f]));
+  const ordered = holdOutOrder(usable.map((f) => f.path), recency.times).map((p) => byPath.get(p)!);
+  const { kept, duplicates } = findDuplicates(ordered);
+  timer.lap("duplicates");
+  if (duplicates.length > 0) log(`Left out ${duplicates.length} duplicate files.`);
+  checkAborted(opts.signal);
+  const held = holdOut(kept, recency.times, valFraction);
+  timer.lap("split");
+  const byName = [...kept].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  const trainFiles = held.method === "one-file" ? byName : byName.filter((f) => !held.val.has(f.path));
 
   const repo = await repoName(opts.folder);
-  const charsPerToken = await sampleCharsPerToken(opts.tokenizer, usable);
-  log(`Read ${usable.length} files; about ${charsPerToken.toFixed(2)} characters per token.`);
-
+  const charsPerToken = await sampleCharsPerToken(opts.tokenizer, byName);
+  log(`Read ${kept.length} files; about ${charsPerToken.toFixed(2)} characters per token.`);
+  const scale = smallRepoScale(trainFiles, held.method, repo, opts.seqLen, charsPerToken);
   const examples: Example[] = [];
-  for (const file of usable) examples.push(...fileExamples(file, repo, opts, charsPerToken));
+  for (const file of byName) examples.push(...fileExamples(file, repo, opts, charsPerToken, mix, scale));
+  timer.lap("examples");
   log(`Tokenizing ${examples.length} examples.`);
   const tokenizer = withBos(opts.tokenizer, opts.model);
   await tokenizeAll(tokenizer, examples, opts.signal);
   const truncatedExamples = await fitAll(tokenizer, examples, repo, opts);
+  timer.lap("tokenizing");
 
-  const { trainExamples, valExamples, files } = splitExamples(usable, examples, opts.valFraction ?? DEFAULT_VAL_FRACTION);
+  const { train: trainExamples, val: valExamples } = splitExamples(examples, held, valFraction);
+  const splitOf = new Map<Example, "train" | "val">();
+  for (const e of trainExamples) splitOf.set(e, "train");
+  for (const e of valExamples) splitOf.set(e, "val");
   // Training order is shuffled so that a sequence mixes files; validation keeps file order, which is stable.
   shuffleInPlace(trainExamples, rng(hash32(`repotune-order:${opts.seed}`)));
   const noLoss = await noLossTokenIds(opts.tokenizer, opts.format, opts.model);
   const train = pack(trainExamples.map((e) => e.tokens), opts.seqLen, noLoss);
   const val = pack(valExamples.map((e) => e.tokens), opts.seqLen, noLoss);
+  timer.lap("packing");
 
+  const steps = opts.batch !== undefined ? recommendedSteps(train.sequences, opts.batch) : null;
+  if (train.tokens < SMALL_REPO_TOKENS) warnings.push(smallRepoWarning(train.tokens, scale, steps));
+  const valFiles = held.method === "one-file" ? byName : byName.filter((f) => held.val.has(f.path));
+  const files: DatasetFiles = { train: trainFiles.map((f) => f.path), val: valFiles.map((f) => f.path), split: held.method };
+  const dups = { exact: 0, near: 0, ofHeldOut: 0 };
+  for (const d of duplicates) {
+    dups[d.kind]++;
+    if (held.val.has(d.of)) dups.ofHeldOut++;
+  }
   const summary: DatasetSummary = {
-    filesUsed: usable.length,
+    filesUsed: kept.length,
     filesSkipped: skipped,
     examples: examples.length,
     trainSequences: train.sequences,
@@ -110,6 +177,12 @@ export async function buildDataset(opts: BuildDatasetOptions): Promise<BuiltData
     valTokens: val.tokens,
     seqLen: opts.seqLen,
     promptFormat: opts.format.family,
+    duplicates: dups,
+    splitMethod: held.method,
+    heldOutFiles: held.val.size,
+    charsPerToken,
+    ...(steps !== null ? { recommendedSteps: steps } : {}),
+    warnings,
   };
   const meta: DatasetMeta = {
     format: "repotune-tokens",
@@ -124,38 +197,53 @@ export async function buildDataset(opts: BuildDatasetOptions): Promise<BuiltData
     model_path: opts.modelPath,
     summary,
   };
+  const chars = (list: readonly SourceText[]) => list.reduce((n, f) => n + f.text.length, 0);
+  const report = buildReport({
+    listed, used: kept.length, skipped, languages: selection.languages ?? {},
+    secretsExcluded: selection.secretsExcluded ?? 0, secretFindings: selection.secretFindings ?? {},
+    duplicates, method: held.method, heldOut: held.order, trainFiles: trainFiles.length,
+    heldOutChars: held.method === "one-file" ? 0 : chars(valFiles), totalChars: chars(kept),
+    trainTokens: train.tokens, valTokens: val.tokens, charsPerToken,
+    trainSequences: train.sequences, valSequences: val.sequences, seqLen: opts.seqLen,
+    examples: examples.map((e) => ({ split: splitOf.get(e)!, kind: e.span.kind, openEnd: e.span.openEnd, truncated: e.truncated })),
+    mix, perFileScale: scale, recommendedSteps: steps, warnings,
+  });
   checkAborted(opts.signal);
-  await writeDataset(opts.outDir, train, val, meta, files);
-  return { summary, meta, files, truncatedExamples };
+  // Examples were made file by file in name order, each file's by position: examples.jsonl reads top to bottom.
+  // Lines are made as they are written, not all held at once.
+  const lines = (function* () {
+    for (const e of examples) {
+      yield exampleLine({
+        split: splitOf.get(e)!, file: e.file.path, kind: e.span.kind, openEnd: e.span.openEnd, start: e.span.start,
+        prompt: promptText(e, opts.format, repo), middle: e.span.middle, tokens: e.tokens.length, truncated: e.truncated,
+      });
+    }
+  })();
+  await writeDataset(opts.outDir, { train, val, meta, files, examples: lines, report });
+  timer.lap("report and writing");
+  log(timer.line());
+  return { summary, meta, files, report, truncatedExamples };
 }
 
-/** The listed files that are usable text, and the others counted by reason. */
-export async function readUsableFiles(
-  folder: string,
-  maxFileBytes = DEFAULT_MAX_FILE_BYTES,
-  exclude: string[] = [],
-): Promise<{ usable: SourceText[]; skipped: Record<string, number>; listed: number }> {
-  const listing = await listFiles(folder);
-  const excluded = exclude.map((d) => path.relative(folder, d).split(path.sep).join("/")).filter((r) => r !== "" && !r.startsWith("..") && !path.isAbsolute(r));
-  listing.paths = listing.paths.filter((p) => !excluded.some((d) => p === d || p.startsWith(`${d}/`)));
-  const skipped: Record<string, number> = { ...listing.skipped };
-  const results = new Array<SourceText | null>(listing.paths.length).fill(null);
-  let next = 0;
-  const worker = async () => {
-    while (next < listing.paths.length) {
-      const i = next++;
-      const rel = listing.paths[i];
-      const read = await readSourceFile(path.join(folder, rel), maxFileBytes);
-      if (read.ok) results[i] = { path: rel, text: read.text };
-      else skipped[read.reason] = (skipped[read.reason] ?? 0) + 1;
-    }
-  };
-  await Promise.all(Array.from({ length: READ_CONCURRENCY }, worker));
-  const usable = results.filter((r): r is SourceText => r !== null);
-  // Reads finish in any order; sorted reasons keep summaries and messages stable.
-  const sortedSkipped = Object.fromEntries(Object.entries(skipped).sort(([a], [b]) => (a < b ? -1 : 1)));
-  const listed = listing.paths.length + Object.values(listing.skipped).reduce((a, b) => a + b, 0);
-  return { usable, skipped: sortedSkipped, listed };
+interface HeldOut {
+  method: SplitMethod;
+  /** Held-out files in the order they were chosen; the single file for "one-file". */
+  order: string[];
+  /** Held-out files; empty for "one-file", where the end of the file is held out instead. */
+  val: Set<string>;
+}
+
+function holdOut(kept: readonly SourceText[], times: ReadonlyMap<string, number> | null, valFraction: number): HeldOut {
+  if (kept.length === 1) return { method: "one-file", order: [kept[0].path], val: new Set() };
+  const order = chooseHeldOut(kept.map((f) => ({ path: f.path, chars: f.text.length })), valFraction).val;
+  // Files that all changed at once (one commit, nothing committed yet) carry no recency: their order is the hash's.
+  const distinct = new Set(kept.map((f) => times?.get(f.path) ?? -Infinity));
+  return { method: distinct.size > 1 ? "recent" : "hash", order, val: new Set(order) };
+}
+
+function splitExamples(examples: Example[], held: HeldOut, valFraction: number): { train: Example[]; val: Example[] } {
+  if (held.method === "one-file") return splitOneFile(examples, (e) => e.span.start, valFraction);
+  return { train: examples.filter((e) => !held.val.has(e.file.path)), val: examples.filter((e) => held.val.has(e.file.path)) };
 }
 
 /**
@@ -198,19 +286,51 @@ async function sampleCharsPerToken(tokenizer: Tokenizer, files: SourceText[]): P
   return tokens > 0 ? chars / tokens : 1;
 }
 
-function fileExamples(file: SourceText, repoName: string, opts: BuildDatasetOptions, charsPerToken: number): Example[] {
-  const windowChars = windowCharsFor(opts.seqLen, charsPerToken, file.path, repoName);
-  const count = Math.min(MAX_EXAMPLES_PER_FILE, Math.max(2, Math.ceil((2 * file.text.length) / windowChars)));
-  const spans = fimSpans(file.text, count, windowChars, rng(hash32(`repotune-fim:${opts.seed}:${file.path}`)));
-  return spans.map((s) => ({
-    file,
-    start: s.start,
-    end: s.start + s.middle.length,
-    openEnd: s.openEnd,
-    windowChars,
-    segments: trainingExample(opts.format, { prefix: s.prefix, middle: s.middle, suffix: s.suffix, filePath: file.path, repoName }),
-    tokens: [],
-  }));
+function fileExamples(file: SourceText, repo: string, opts: BuildDatasetOptions, charsPerToken: number, mix: ExampleMix, scale: number): Example[] {
+  const budget = budgetFor(opts.seqLen, charsPerToken, file.path, repo);
+  const spans = fimSpans(file.text, examplesPerFile(file, budget, scale), budget, rng(hash32(`repotune-fim:${opts.seed}:${file.path}`)), mix);
+  // A short file drawn many times repeats cursors: one example per distinct span.
+  const seen = new Set<string>();
+  const out: Example[] = [];
+  for (const span of spans) {
+    const key = `${span.kind}:${span.start}:${span.middle.length}:${span.openEnd}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push({ file, span, budget, truncated: false, segments: segmentsOf(span, file.path, repo, opts.format), tokens: [] });
+  }
+  return out;
+}
+
+function examplesPerFile(file: SourceText, budget: Budget, scale: number): number {
+  const base = Math.max(2, Math.ceil((COVERAGE * file.text.length) / (budget.prompt + budget.middle)));
+  return Math.min(MAX_EXAMPLES_PER_FILE * scale, base * scale);
+}
+
+/**
+ * How many times more examples per file a small repository gets: enough for about SMALL_REPO_TOKENS training tokens
+ * (estimated from characters before anything is tokenized), at most MAX_SMALL_REPO_SCALE.
+ */
+function smallRepoScale(trainFiles: readonly SourceText[], method: SplitMethod, repo: string, seqLen: number, charsPerToken: number): number {
+  let chars = 0;
+  for (const f of trainFiles) {
+    const budget = budgetFor(seqLen, charsPerToken, f.path, repo);
+    // An example holds at most its budget, or the whole file when that is shorter.
+    chars += examplesPerFile(f, budget, 1) * Math.min(f.text.length, budget.prompt + budget.middle);
+  }
+  const tokens = (chars / charsPerToken) * (method === "one-file" ? 0.9 : 1);
+  return tokens >= SMALL_REPO_TOKENS ? 1 : Math.min(MAX_SMALL_REPO_SCALE, Math.ceil(SMALL_REPO_TOKENS / Math.max(1, tokens)));
+}
+
+/** A FIM example through the prompt-format module; a next-token example is its text alone (BOS comes in front). */
+function segmentsOf(span: FimSpan, filePath: string, repo: string, format: PromptFormat): Segment[] {
+  if (span.kind === "next-token") return [{ text: span.middle, special: false }];
+  return trainingExample(format, { prefix: span.prefix, middle: span.middle, suffix: span.suffix, filePath, repoName: repo });
+}
+
+/** The prompt of an example as text, special tokens as their text: what examples.jsonl shows before the middle. */
+function promptText(e: Example, format: PromptFormat, repo: string): string {
+  if (e.span.kind === "next-token") return "";
+  return format.fim({ prefix: e.span.prefix, suffix: e.span.suffix, filePath: e.file.path, repoName: repo }).map((s) => s.text).join("");
 }
 
 async function tokenizeAll(tokenizer: Tokenizer, examples: Example[], signal?: AbortSignal): Promise<void> {
@@ -234,39 +354,37 @@ async function tokenizeAll(tokenizer: Tokenizer, examples: Example[], signal?: A
 }
 
 /**
- * Keeps every example within seqLen: one that came out longer (code denser than the sample) is rebuilt with a
- * window narrowed by the overshoot, and only if still too long is it cut. Returns how many were cut.
+ * Keeps every example within seqLen: one that came out longer (code denser than the sample) is rebuilt with its
+ * budget narrowed by the overshoot, and only if still too long is it cut. Returns how many were cut.
  */
-async function fitAll(tokenizer: Tokenizer, examples: Example[], repoName: string, opts: BuildDatasetOptions): Promise<number> {
+async function fitAll(tokenizer: Tokenizer, examples: Example[], repo: string, opts: BuildDatasetOptions): Promise<number> {
   const long = examples.filter((e) => e.tokens.length > opts.seqLen);
   for (const e of long) {
-    e.windowChars = Math.max(16, Math.floor(e.windowChars * ((opts.seqLen * WINDOW_FILL) / e.tokens.length)));
-    const end = Math.min(e.end, e.start + Math.floor(e.windowChars / 2));
-    const { prefix, suffix } = fimWindow(e.openEnd ? e.file.text.slice(0, end) : e.file.text, e.start, end, e.windowChars);
-    e.end = end;
-    e.segments = trainingExample(opts.format, { prefix, middle: e.file.text.slice(e.start, end), suffix, filePath: e.file.path, repoName });
+    e.span = narrowSpan(e.file.text, e.span, e.budget, (opts.seqLen * WINDOW_FILL) / e.tokens.length);
+    e.segments = segmentsOf(e.span, e.file.path, repo, opts.format);
   }
   await tokenizeAll(tokenizer, long, opts.signal);
   let truncated = 0;
   for (const e of long) {
     const fit = fitExample(e.tokens, opts.seqLen);
     e.tokens = fit.tokens;
+    e.truncated = fit.truncated;
     if (fit.truncated) truncated++;
   }
   return truncated;
 }
 
-function splitExamples(usable: SourceText[], examples: Example[], valFraction: number): { trainExamples: Example[]; valExamples: Example[]; files: DatasetFiles } {
-  if (usable.length === 1) {
-    const { train, val } = splitOneFile(examples, valFraction);
-    return { trainExamples: train, valExamples: val, files: { train: [usable[0].path], val: [usable[0].path] } };
-  }
-  const split = splitFiles(usable.map((f) => f.path), valFraction);
-  const valSet = new Set(split.val);
+/** Seconds per step of the build, logged as one line at the end ("Time by step: selection 1.2 s, ..."). */
+function stepTimer(): { lap(step: string): void; line(): string } {
+  const laps: string[] = [];
+  let mark = performance.now();
   return {
-    trainExamples: examples.filter((e) => !valSet.has(e.file.path)),
-    valExamples: examples.filter((e) => valSet.has(e.file.path)),
-    files: split,
+    lap(step) {
+      const now = performance.now();
+      laps.push(`${step} ${((now - mark) / 1000).toFixed(2)} s`);
+      mark = now;
+    },
+    line: () => `Time by step: ${laps.join(", ")}.`,
   };
 }
 

@@ -11,7 +11,7 @@ export interface Listing {
   paths: string[];
   /** How the list was made: git's view of the working tree, or a walk of the file system. */
   source: "git" | "walk";
-  /** Entries the walk could not use (symlinks, unreadable folders), counted by reason. */
+  /** Entries the walk could not use (symlinks, unreadable folders, pipes and other special files), counted by reason. */
   skipped: Record<string, number>;
 }
 
@@ -79,6 +79,9 @@ async function walk(root: string): Promise<Listing> {
         skip("symlink");
       } else if (entry.isFile()) {
         paths.push(child);
+      } else {
+        // A named pipe would block a read forever; it and sockets or devices are counted, never opened.
+        skip("not_a_file");
       }
     }
   }

@@ -6,7 +6,8 @@ export const DEFAULT_MAX_FILE_BYTES = 1024 * 1024;
 
 export type SkipReason = "binary" | "too_large" | "empty" | "not_utf8" | "symlink" | "not_a_file" | "unreadable";
 
-export type ReadResult = { ok: true; text: string } | { ok: false; reason: SkipReason };
+/** `bytes` is the file's size on disk, for per-language byte counts without encoding the text again. */
+export type ReadResult = { ok: true; text: string; bytes: number } | { ok: false; reason: SkipReason };
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -37,5 +38,5 @@ export async function readSourceFile(absPath: string, maxBytes = DEFAULT_MAX_FIL
     return { ok: false, reason: "not_utf8" };
   }
   if (text.trim() === "") return { ok: false, reason: "empty" };
-  return { ok: true, text };
+  return { ok: true, text, bytes: bytes.length };
 }

@@ -118,10 +118,12 @@ suite("RepoTune in VS Code", () => {
     const text = "const greeting = 1; // " + "abcdefghij ".repeat(20);
     for (const ch of text.slice(0, 200)) {
       await vscode.commands.executeCommand("type", { text: ch });
-      // Typing does not always ask for inline suggestions in a test window; asking now and then is what a user's
-      // editor does on its own, and it puts requests in flight while the typing goes on.
-      if (Math.random() < 0.5) void vscode.commands.executeCommand("editor.action.inlineSuggest.trigger");
+      // A fast typist: 10 keys a second, slower than VS Code's own debounce of inline-suggest requests (so the
+      // provider is asked) and faster than the provider's 150 ms, so most requests are superseded while waiting.
+      void vscode.commands.executeCommand("editor.action.inlineSuggest.trigger");
+      await sleep(100);
     }
+    await sleep(1_000); // the request for the last keystroke
     const started = Date.now();
     while (api.completionStats().running > 0 && Date.now() - started < 30_000) await sleep(100);
     const after = api.completionStats();

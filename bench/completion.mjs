@@ -1,0 +1,335 @@
+// Completion latency, measured side by side in one run (see bench/README.md):
+//   1. the provider path (completion window + prompt format + EngineClient over IPC + cleanCompletion, no VS Code)
+//      against raw node-llama-cpp in this process generating from the same prompt tokens;
+//   2. the provider path with a LoRA adapter (trained here by the real pipeline) against without;
+//   3. a re-request after typing one character (KV cache reused up to the typed character) against the same
+//      request made cold.
+// Run from the repository root after `node esbuild.mjs`: node bench/completion.mjs [options]. Prints figures and
+// ratios; asserts nothing about time.
+import { execFileSync } from "node:child_process";
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import * as esbuild from "esbuild";
+import { getLlama, LlamaCompletion, LlamaLogLevel } from "node-llama-cpp";
+
+const HELP = `node bench/completion.mjs [--model PATH] [--width 512] [--requests 60] [--typing 30] [--max-tokens 48]
+  [--seq-len 256] [--steps 2] [--keep]
+
+  --model PATH    a base GGUF to measure instead of the generated one (qwen2, --width wide, Q8_0); an adapter is
+                  still trained on it here, so it must be an architecture the trainer supports
+  --requests N    cursor positions for the provider-against-raw and adapter-against-base comparisons
+  --typing N      positions for the typing comparison
+  --max-tokens N  tokens generated per completion (the extension's default is 48)
+  --seq-len N     the window of code around the cursor, in tokens (the provider's default is 256)
+  --steps N       training steps for the adapter (trained on 3 files of src/core)
+  --keep          keep the temporary folder (model, adapter, runs)`;
+
+const { values: args } = parseArgs({
+  options: {
+    model: { type: "string" },
+    width: { type: "string", default: "512" },
+    requests: { type: "string", default: "60" },
+    typing: { type: "string", default: "30" },
+    "max-tokens": { type: "string", default: "48" },
+    "seq-len": { type: "string", default: "256" },
+    steps: { type: "string", default: "2" },
+    keep: { type: "boolean", default: false },
+    help: { type: "boolean", short: "h" },
+  },
+});
+if (args.help) {
+  console.log(HELP);
+  process.exit(0);
+}
+const requests = Number(args.requests);
+const typingRequests = Number(args.typing);
+const maxTokens = Number(args["max-tokens"]);
+const seqLen = Number(args["seq-len"]);
+
+const repoRoot = process.cwd();
+const enginePath = join(repoRoot, "dist", "engine.mjs");
+const trainerRoot = join(repoRoot, "trainer");
+const python = process.env.REPOTUNE_PYTHON || "/usr/bin/python3";
+if (!existsSync(enginePath)) {
+  console.error(`${enginePath} is missing: run \`node esbuild.mjs\` from the repository root first.`);
+  process.exit(1);
+}
+
+// The TypeScript modules under measurement, bundled as the tests are (esbuild.mjs builds no bench entries).
+const libPath = join(repoRoot, "out", "bench", "completion-lib.cjs");
+await esbuild.build({
+  stdin: {
+    contents: [
+      `export { EngineClient } from "./src/core/engineClient";`,
+      `export { promptFormatFor } from "./src/core/promptFormat";`,
+      `export { completionWindow, DensityCache } from "./src/core/completionWindow";`,
+      `export { cleanCompletion, completionMode } from "./src/core/completionText";`,
+      `export { tune } from "./src/core/tune";`,
+    ].join("\n"),
+    resolveDir: repoRoot,
+    loader: "ts",
+    sourcefile: "bench-completion-lib.ts",
+  },
+  bundle: true,
+  platform: "node",
+  target: "node20",
+  format: "cjs",
+  external: ["vscode", "node-llama-cpp"],
+  outfile: libPath,
+  logLevel: "warning",
+});
+const { EngineClient, promptFormatFor, completionWindow, DensityCache, cleanCompletion, completionMode, tune } = createRequire(import.meta.url)(libPath);
+
+const work = mkdtempSync(join(tmpdir(), "repotune-bench-completion-"));
+const engines = [];
+let rawLlama = null;
+try {
+  await main();
+} finally {
+  for (const engine of engines) await engine.dispose();
+  await rawLlama?.dispose();
+  if (args.keep) console.log(`\nkept ${work}`);
+  else rmSync(work, { recursive: true, force: true });
+}
+
+async function main() {
+  const started = Date.now();
+  const modelPath = args.model ? resolve(args.model) : generateModel();
+
+  // Code to complete: this repository's own TypeScript core. The adapter trains on three of those files for a few
+  // steps: it has the real shape (rank 16 on every matrix), and what it learns does not matter to latency.
+  const core = join(repoRoot, "src", "core");
+  const files = readdirSync(core)
+    .filter((f) => f.endsWith(".ts"))
+    .sort()
+    .map((f) => ({ path: f, text: readFileSync(join(core, f), "utf8") }));
+  const corpus = join(work, "corpus");
+  for (const f of files.slice(0, 3)) cpSync(join(core, f.path), join(corpus, f.path));
+  const adapterPath = await trainAdapter(modelPath, corpus);
+
+  const log = (line) => {
+    if (/error|warn|failed/i.test(line)) console.error(`  ${line}`);
+  };
+  const base = await EngineClient.start({ enginePath, log });
+  engines.push(base);
+  const tuned = await EngineClient.start({ enginePath, log });
+  engines.push(tuned);
+  const info = await base.load(modelPath);
+  await tuned.load(modelPath);
+  const format = promptFormatFor(info);
+  const raw = await rawGenerator(modelPath);
+  console.log(
+    `model ${modelPath}: ${info.arch}, backend ${info.gpu ?? "CPU"} (${info.gpuLayers}/${info.totalLayers} layers on the GPU in the engine; ` +
+      `${raw.gpu || "CPU"}, ${raw.gpuLayers} in process), ${raw.threads} threads`,
+  );
+  console.log(`maxTokens ${maxTokens}, window ${seqLen} tokens, ${requests} positions, ${typingRequests} typing positions\n`);
+
+  // The provider's path, timed from the request to the text an inline completion would show.
+  // As src/completion/provider.ts: characters per token measured once per file (DensityCache), not per request.
+  const densities = new Map();
+  const densityOf = (engine) => densities.get(engine) ?? densities.set(engine, new DensityCache()).get(engine);
+  async function provider(engine, adapter, doc, offset, tokens = maxTokens) {
+    const t0 = performance.now();
+    const { prefix, suffix } = await completionWindow(engine, doc.text, offset, seqLen, doc.path, "repotune", densityOf(engine));
+    const prompt = format.fim({ prefix, suffix, filePath: doc.path, repoName: "repotune" });
+    const result = await engine.complete({ prompt, adapterPath: adapter, maxTokens: tokens, stop: format.stopStrings, supersede: true });
+    const text = cleanCompletion(result.text, { prefix, suffix, singleLine: completionMode(prefix, suffix) === "line" });
+    return { ms: performance.now() - t0, text, result, prompt };
+  }
+
+  const positions = pickPositions(files, requests + 3);
+  // Warm-up (not counted): first requests pay for context creation and lazy initialisation on every path.
+  for (const p of positions.slice(0, 3)) {
+    const b = await provider(base, null, p.doc, p.offset);
+    await provider(tuned, adapterPath, p.doc, p.offset);
+    await raw.generate((await base.tokenize([b.prompt]))[0], format.stopStrings);
+  }
+
+  const providerMs = [];
+  const rawMs = [];
+  const adapterMs = [];
+  let same = 0;
+  let generated = 0;
+  let promptTokens = 0;
+  let evaluated = 0;
+  for (const [i, p] of positions.slice(3).entries()) {
+    // The raw side gets the prompt tokens the provider path builds (made here, untimed).
+    const { prefix, suffix } = await completionWindow(base, p.doc.text, p.offset, seqLen, p.doc.path, "repotune", densityOf(base));
+    const [tokens] = await base.tokenize([format.fim({ prefix, suffix, filePath: p.doc.path, repoName: "repotune" })]);
+    // The order alternates, so that no side always runs right after another's burst of work.
+    let a, b, r;
+    if (i % 2 === 0) {
+      r = await raw.generate(tokens, format.stopStrings);
+      b = await provider(base, null, p.doc, p.offset);
+      a = await provider(tuned, adapterPath, p.doc, p.offset);
+    } else {
+      a = await provider(tuned, adapterPath, p.doc, p.offset);
+      b = await provider(base, null, p.doc, p.offset);
+      r = await raw.generate(tokens, format.stopStrings);
+    }
+    providerMs.push(b.ms);
+    rawMs.push(r.ms);
+    adapterMs.push(a.ms);
+    if (r.text === b.result.text) same++;
+    generated += b.result.tokens;
+    promptTokens += b.result.promptTokens;
+    evaluated += b.result.evaluatedTokens;
+  }
+  const n = positions.length - 3;
+  console.log(`provider path against raw node-llama-cpp (same prompt tokens, greedy; same text in ${same}/${n}):`);
+  console.log(
+    `  prompts ${(promptTokens / n).toFixed(0)} tokens on average (${(evaluated / n).toFixed(0)} evaluated, the rest shared with the previous ` +
+      `position's prompt), ${(generated / n).toFixed(1)} tokens generated`,
+  );
+  row("provider path", providerMs);
+  row("raw in-process", rawMs);
+  ratio("overhead ratio provider/raw", providerMs, rawMs, "<= 1.15");
+  console.log("\nwith the adapter against without (provider path, same positions, one engine each):");
+  row("base model", providerMs);
+  row("base + adapter", adapterMs);
+  ratio("adapter/base", adapterMs, providerMs, "<= 1.2");
+
+  // Typing: the line after the cursor is being written, and one more character is typed. Measured for the whole
+  // completion and for the prompt alone (1 token: the time to the first token, where reuse saves its time).
+  const typing = { warm: [], cold: [], warm1: [], cold1: [], warmEval: [], coldEval: [], differ: 0 };
+  const typed = pickPositions(files, typingRequests, 7);
+  for (const [i, p] of typed.entries()) {
+    const lineEnd = p.doc.text.indexOf("\n", p.offset);
+    const end = lineEnd < 0 ? p.doc.text.length : lineEnd;
+    const before = { path: p.doc.path, text: p.doc.text.slice(0, p.offset) + p.doc.text.slice(end) };
+    const after = { path: p.doc.path, text: p.doc.text.slice(0, p.offset + 1) + p.doc.text.slice(end) };
+    const other = files[(files.indexOf(p.doc) + 1) % files.length];
+    for (const tokens of [maxTokens, 1]) {
+      // Cold: the request before was for another file, so only the repository header is shared.
+      await provider(base, null, other, Math.floor(other.text.length / 2), tokens);
+      const cold = await provider(base, null, after, p.offset + 1, tokens);
+      // Warm: the request before was at the same place, one character earlier.
+      await provider(base, null, before, p.offset, tokens);
+      const warm = await provider(base, null, after, p.offset + 1, tokens);
+      if (tokens === 1) {
+        typing.warm1.push(warm.ms);
+        typing.cold1.push(cold.ms);
+        continue;
+      }
+      if (warm.result.text !== cold.result.text) typing.differ++;
+      typing.warm.push(warm.ms);
+      typing.cold.push(cold.ms);
+      typing.warmEval.push(warm.result.evaluatedTokens / warm.result.promptTokens);
+      typing.coldEval.push(cold.result.evaluatedTokens / cold.result.promptTokens);
+    }
+  }
+  console.log("\nre-request after typing one character against the same request cold:");
+  console.log(
+    `  prompt tokens evaluated: ${pct(median(typing.warmEval))} of the prompt after typing (reused up to the typed character; ` +
+      `the suffix after it is evaluated again), ${pct(median(typing.coldEval))} cold (medians); ` +
+      `completions that differ between the two: ${typing.differ}/${typed.length}`,
+  );
+  row(`after typing, ${maxTokens} tokens`, typing.warm);
+  row(`cold, ${maxTokens} tokens`, typing.cold);
+  ratio(`typing/cold, whole completion`, typing.warm, typing.cold, "< 0.5");
+  row("after typing, 1 token", typing.warm1);
+  row("cold, 1 token", typing.cold1);
+  ratio("typing/cold, prompt only (first token)", typing.warm1, typing.cold1, "< 0.5");
+  console.log(`\ntotal ${((Date.now() - started) / 1000).toFixed(0)} s`);
+}
+
+function generateModel() {
+  const out = join(work, `qwen2-${args.width}-q8_0.gguf`);
+  const env = { ...process.env, PYTHONPATH: trainerRoot };
+  execFileSync(python, ["-m", "repotune_trainer", "tiny-model", "--arch", "qwen2", "--width", args.width, "--dtype", "q8_0", "--out", out], { env, stdio: ["ignore", "ignore", "inherit"] });
+  return out;
+}
+
+async function trainAdapter(modelPath, folder) {
+  const t0 = Date.now();
+  const result = await tune({
+    folder,
+    modelPath,
+    python,
+    trainerRoot,
+    enginePath,
+    runsRoot: join(work, "runs"),
+    settings: { steps: Number(args.steps), seqLen, batch: 4, rank: 16 },
+    onEvent: () => undefined,
+  });
+  if (result.status !== "done" || result.adapterPath === null) throw new Error(`Training the adapter failed: ${result.error ?? result.status}`);
+  console.log(
+    `adapter: ${args.steps} steps in ${((Date.now() - t0) / 1000).toFixed(0)} s, validation loss ${result.valLossBase?.toFixed(3)} -> ` +
+      `${result.valLoss?.toFixed(3)}`,
+  );
+  return result.adapterPath;
+}
+
+// node-llama-cpp in this process, set up as the engine sets up its context (src/engine/engine.ts).
+async function rawGenerator(modelPath) {
+  rawLlama = await getLlama({ gpu: "auto", build: "never", logLevel: LlamaLogLevel.warn });
+  const model = await rawLlama.loadModel({ modelPath, gpuLayers: "auto" });
+  const threads = rawLlama.gpu === false ? Math.max(1, rawLlama.cpuMathCores - 1) : undefined;
+  const context = await model.createContext({ contextSize: { max: 4096 }, sequences: 1, ...(threads ? { threads } : {}) });
+  const completion = new LlamaCompletion({ contextSequence: context.getSequence() });
+  const stopsFor = (stop) =>
+    stop.map((s) => {
+      const t = model.tokenize(s, true);
+      return t.length === 1 && model.isSpecialToken(t[0]) ? [t[0]] : [s];
+    });
+  return {
+    gpu: rawLlama.gpu,
+    gpuLayers: model.gpuLayers,
+    threads: context.currentThreads,
+    async generate(tokens, stop) {
+      const t0 = performance.now();
+      const text = await completion.generateCompletion(tokens, {
+        maxTokens,
+        temperature: 0,
+        repeatPenalty: false,
+        customStopTriggers: stopsFor(stop),
+        disableContextShift: true,
+        contextShiftSize: maxTokens,
+      });
+      return { ms: performance.now() - t0, text };
+    },
+  };
+}
+
+/** `count` cursor positions spread over the files: inside a line of code, after its first few characters. */
+function pickPositions(files, count, salt = 0) {
+  const out = [];
+  const lines = files.flatMap((doc) => {
+    const found = [];
+    let at = 0;
+    for (const line of doc.text.split("\n")) {
+      const indent = line.length - line.trimStart().length;
+      if (line.trim().length >= 24) found.push({ doc, offset: at + indent + Math.floor((line.length - indent) / 3) });
+      at += line.length + 1;
+    }
+    return found;
+  });
+  for (let i = 0; i < count; i++) out.push(lines[Math.floor(((i + 0.5 + salt / 13) * lines.length) / count) % lines.length]);
+  return out;
+}
+
+function percentile(values, p) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
+
+function median(values) {
+  return percentile(values, 50);
+}
+
+function row(label, ms) {
+  console.log(`  ${label.padEnd(26)} p50 ${percentile(ms, 50).toFixed(1).padStart(7)} ms   p95 ${percentile(ms, 95).toFixed(1).padStart(7)} ms`);
+}
+
+function ratio(label, a, b, target) {
+  const r50 = percentile(a, 50) / percentile(b, 50);
+  const r95 = percentile(a, 95) / percentile(b, 95);
+  console.log(`  ${label}: ${r50.toFixed(2)} at p50, ${r95.toFixed(2)} at p95 (target ${target})`);
+}
+
+function pct(x) {
+  return `${(100 * x).toFixed(0)}%`;
+}
