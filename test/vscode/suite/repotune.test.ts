@@ -2,6 +2,7 @@
 // trained adapter in the completions, both through the extension's API and through the editor's inline suggest.
 // Tests run in order and share the run: each later test needs the adapter the fine-tune produced.
 import * as assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as vscode from "vscode";
@@ -137,6 +138,34 @@ suite("RepoTune in VS Code", () => {
     assert.equal(after.running, 0, "a generation is still running after the burst");
     assert.ok(generations < requests / 2, `${generations} generations for ${requests} requests: the debounce did not hold`);
     await vscode.commands.executeCommand("workbench.action.closeActiveEditor");
+  });
+
+  test("the engine killed mid-request is restarted and completions come back", async () => {
+    const engines = () => {
+      try {
+        return execFileSync("pgrep", ["-f", "dist/engine.mjs"], { encoding: "utf8" }).trim().split("\n").filter(Boolean).map(Number);
+      } catch {
+        return [];
+      }
+    };
+    const before = engines();
+    assert.ok(before.length >= 1, "no engine process is running");
+    // A request in flight (a new place, so no cache answers it), then SIGKILL: it fails quietly, nothing hangs.
+    const inFlight = api.engineComplete("let other = ", "\n\n", "active");
+    await sleep(50);
+    for (const pid of before) process.kill(pid, "SIGKILL");
+    const lost = await inFlight;
+    const started = Date.now();
+    let text = "";
+    while (!text.startsWith(MARKER) && Date.now() - started < 60_000) {
+      await sleep(500);
+      text = await api.engineComplete(PREFIX, "\n", "active");
+    }
+    const after = engines();
+    console.log(`engine ${before.join(",")} killed; request in flight gave ${JSON.stringify(lost)}; ` +
+      `completions back after ${Date.now() - started} ms from engine ${after.join(",")}: ${JSON.stringify(text)}`);
+    assert.ok(text.startsWith(MARKER), `after the restart the completion was ${JSON.stringify(text)}`);
+    assert.ok(after.length >= 1 && after.every((pid) => !before.includes(pid)), "the engine was not restarted as a new process");
   });
 
   test("Show training run opens the run panel", async () => {
