@@ -78,6 +78,9 @@ await esbuild.build({
   target: "node20",
   format: "cjs",
   external: ["vscode", "node-llama-cpp"],
+  // As esbuild.mjs: Linguist's data files load as text, secretlint's profiler is the no-op.
+  loader: { ".yml": "text", ".rb": "text" },
+  alias: { "@secretlint/profiler": "./src/core/dataset/secretlintProfiler.ts" },
   outfile: libPath,
   logLevel: "warning",
 });
