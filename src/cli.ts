@@ -12,6 +12,7 @@ import { findPython, locateTrainerRoot } from "./core/python";
 import { ensureTinyModel } from "./core/tinyModel";
 import { tune, resolveSettings, checkGguf, DEFAULT_TRAIN_SETTINGS, type TrainSettings, type TuneResult } from "./core/tune";
 import { buildDataset } from "./core/dataset/build";
+import { updateAdapter } from "./core/update";
 import { selectFiles } from "./core/dataset/select";
 import { describeSkipped } from "./core/format";
 import { readDatasetFiles } from "./core/dataset/write";
@@ -26,6 +27,9 @@ const HELP = `Usage: repotune <command> [options]
 Commands:
   tune <folder>       Build a dataset from the folder, train a LoRA adapter, and evaluate it against the base model
                       on held-out files (the adapter is kept only if it completes them measurably better).
+  update <folder>     Continue an adapter (--adapter, from a RepoTune run) on the files changed since the commit it was
+                      trained on plus a replay sample of the others, with its run's rank, alpha and sequence length,
+                      on the same base model; evaluated and kept or not as with tune. --model defaults to the run's.
   eval <folder>       Evaluate an adapter (--adapter) against the base model on the folder's held-out files: the
                       run's held-out files when the adapter was trained on this folder, else every file.
   dataset <folder>    Only build the dataset (train.bin, val.bin, meta.json).
@@ -47,7 +51,7 @@ Options:
   --max-tasks N       (tune, eval) Most completion tasks in the evaluation (default ${DEFAULT_MAX_TASKS}).
   --out DIR           (dataset) Output folder. Default: a new folder under the runs folder.
   --line L --col C    (complete) Cursor position, 1-based.
-  --adapter PATH      (complete, eval) LoRA adapter GGUF to apply.
+  --adapter PATH      (complete, eval) LoRA adapter GGUF to apply; (update) the adapter to continue.
   --max-tokens N      (complete, tune, eval) Most tokens to generate per completion (default ${DEFAULT_EVAL_MAX_TOKENS}).
   -h, --help          Show this help.
 
@@ -105,17 +109,22 @@ async function main(argv: string[]): Promise<number> {
       return cmdComplete(target, values);
     case "eval":
       return cmdEval(target, values);
+    case "update":
+      if (!values.adapter) throw new CliError("repotune update needs --adapter PATH: the adapter (in a RepoTune run folder) to continue.");
+      return cmdTune(target, values, path.resolve(values.adapter));
     default:
-      throw new CliError(`Unknown command "${command}". Commands: tune, eval, dataset, complete (repotune --help).`);
+      throw new CliError(`Unknown command "${command}". Commands: tune, update, eval, dataset, complete (repotune --help).`);
   }
 }
 
 // ---- tune -------------------------------------------------------------------------------------------------
 
-async function cmdTune(folder: string, values: Values): Promise<number> {
+/** `tune`, or `update` when `parentAdapter` is given. */
+async function cmdTune(folder: string, values: Values, parentAdapter?: string): Promise<number> {
   const t0 = Date.now();
   const python = await pickPython(values);
-  const modelPath = await pickModel(values, python);
+  const parentModel = parentAdapter && !values.model && !process.env.REPOTUNE_MODEL ? (await runOf(parentAdapter))?.manifest.baseModel.path : undefined;
+  const modelPath = parentModel !== undefined ? await checkedModel(parentModel) : await pickModel(values, python);
   const settings = resolveSettings(trainSettings(values));
   const runsRoot = path.resolve(values.runs ?? defaultRunsRoot());
   const abort = new AbortController();
@@ -128,10 +137,11 @@ async function cmdTune(folder: string, values: Values): Promise<number> {
   const progress = new Progress(settings.steps);
   let result: TuneResult;
   try {
-    result = await tune({
+    const opts = {
       folder: path.resolve(folder), modelPath, python, trainerRoot, enginePath, runsRoot, settings,
-      onEvent: (e) => progress.on(e), signal: abort.signal, evaluation: evaluationSettings(values),
-    });
+      onEvent: (e: RunEvent) => progress.on(e), signal: abort.signal, evaluation: evaluationSettings(values),
+    };
+    result = parentAdapter ? await updateAdapter({ ...opts, parentAdapter }) : await tune(opts);
   } finally {
     process.off("SIGINT", onSigint);
   }
@@ -178,7 +188,8 @@ class Progress {
         const s = e.summary;
         const skipped = Object.keys(s.filesSkipped).length ? ` (skipped: ${describeSkipped(s.filesSkipped)})` : "";
         return `dataset: ${s.filesUsed} files${skipped}, ${s.examples} examples (${s.promptFormat}); ` +
-          `train ${s.trainSequences} x ${s.seqLen} tokens, validation ${s.valSequences} x ${s.seqLen}`;
+          `train ${s.trainSequences} x ${s.seqLen} tokens, validation ${s.valSequences} x ${s.seqLen}` +
+          (s.splitMethod === "update" ? `\n  update: ${s.changedFiles} files changed since the adapter's commit, ${s.replayFiles} earlier files replayed` : "");
       }
       case "trainer": {
         const t = e.event;

@@ -5,6 +5,8 @@ import type { Ctx } from "./ctx";
 import { listAdapters, repoIdFor, type AdapterEntry } from "./core/runStore";
 import type { RunController } from "./run";
 import { RunPanel } from "./views/runPanel";
+import { adapterCommands } from "./adapterActions";
+import { updateAdapterCommand } from "./updateCommand";
 
 type Factory = (ctx: Ctx, run: RunController) => (...args: unknown[]) => unknown;
 
@@ -84,4 +86,6 @@ export const commands: Record<string, Factory> = {
   "repotune.chooseAdapter": chooseAdapter,
   "repotune.useBaseModel": useBaseModel,
   "repotune.quickActions": quickActions,
+  "repotune.updateAdapter": updateAdapterCommand,
+  ...adapterCommands,
 };

@@ -1,8 +1,12 @@
 // Runs a fine-tune for the open workspace, keeps the snapshot the views draw, and activates the new adapter.
 import * as vscode from "vscode";
 import type { Ctx } from "./ctx";
-import { tune, type TuneResult } from "./core/tune";
-import { applyRunEvent, emptySnapshot, snapshotForNewRun } from "./core/runSnapshot";
+import { tune, type TuneOptions, type TuneResult } from "./core/tune";
+import { updateAdapter } from "./core/update";
+import * as path from "node:path";
+import { resumeRun } from "./core/resume";
+import { readEvents } from "./core/runStore";
+import { applyRunEvent, emptySnapshot, snapshotForNewRun, snapshotFromEvents } from "./core/runSnapshot";
 import { messageOf, UserError } from "./core/errors";
 import type { RunEvent } from "./protocol/run";
 import type { RunSnapshot } from "./protocol/webview";
@@ -53,7 +57,16 @@ export class RunController implements vscode.Disposable {
     if (choice === "Show Log") this.ctx.log.show(true);
   }
 
-  async start(): Promise<TuneResult | null> {
+  start(): Promise<TuneResult | null> {
+    return this.launch(tune);
+  }
+
+  /** "Update adapter": continues `parentAdapter` on the code changed since its commit; the result is activated only when kept. */
+  startUpdate(parentAdapter: string): Promise<TuneResult | null> {
+    return this.launch((opts) => updateAdapter({ ...opts, parentAdapter }));
+  }
+
+  private async launch(pipeline: (opts: TuneOptions) => Promise<TuneResult>): Promise<TuneResult | null> {
     if (this.running) {
       void vscode.window.showInformationMessage("RepoTune is already training; stop the current run first.");
       return null;
@@ -74,7 +87,7 @@ export class RunController implements vscode.Disposable {
       await vscode.commands.executeCommand("setContext", "repotune.training", true);
       const [python, modelPath] = await Promise.all([this.ctx.python(), this.ctx.modelPath()]);
       this.update({ ...this._snapshot, model: modelPath });
-      const result = await this.withProgress(abort, () => this.pipeline = tune({
+      const result = await this.withProgress(abort, () => this.pipeline = pipeline({
           folder: folder.uri.fsPath,
           modelPath,
           python,
@@ -90,6 +103,47 @@ export class RunController implements vscode.Disposable {
           // is free for the trainer; the window's engine keeps serving completions.
           signal: abort.signal,
         }));
+      this._lastRun = result;
+      this.resumeEngine();
+      await this.finish(result);
+      return result;
+    } catch (err) {
+      this.fail(err);
+      return null;
+    } finally {
+      this.resumeEngine();
+      this.abort = undefined;
+      await vscode.commands.executeCommand("setContext", "repotune.training", false);
+    }
+  }
+
+  /** Continues a stopped or interrupted run from its newest checkpoint, in its own folder (src/core/resume.ts). */
+  async resume(runDir: string): Promise<TuneResult | null> {
+    if (this.running) {
+      void vscode.window.showInformationMessage("RepoTune is already training; stop the current run first.");
+      return null;
+    }
+    const abort = (this.abort = new AbortController());
+    try {
+      // The run's history first, so that the views continue its charts rather than start over.
+      const events = await readEvents(path.join(runDir, "events.jsonl")).catch(() => []);
+      this.update(snapshotFromEvents(events, this.ctx.activeAdapter));
+      if (!vscode.workspace.isTrusted) {
+        this.fail(new UserError("Resuming runs Python on this workspace's data, so it needs a trusted workspace. Trust this folder to resume."));
+        return null;
+      }
+      await vscode.commands.executeCommand("setContext", "repotune.training", true);
+      const python = await this.ctx.python();
+      const result = await this.withProgress(abort, () => this.pipeline = resumeRun({
+        runDir,
+        python,
+        trainerRoot: this.ctx.trainerRoot,
+        enginePath: this.ctx.enginePath,
+        settings: this.ctx.config.training,
+        evaluation: { maxTokens: this.ctx.config.maxTokens },
+        onEvent: (e) => this.onEvent(e),
+        signal: abort.signal,
+      }));
       this._lastRun = result;
       this.resumeEngine();
       await this.finish(result);

@@ -36,17 +36,22 @@ export class CompletionProvider implements vscode.InlineCompletionItemProvider, 
   async provideInlineCompletionItems(
     doc: vscode.TextDocument,
     pos: vscode.Position,
-    _context: vscode.InlineCompletionContext,
+    context: vscode.InlineCompletionContext,
     token: vscode.CancellationToken,
   ): Promise<vscode.InlineCompletionItem[] | undefined> {
     if (!this.ctx.config.completionsEnabled) return undefined;
-    const text = await this.complete(doc, pos, this.ctx.activeAdapter, token);
+    // Asked for explicitly (Alt+\): a fresh answer for exactly this place, not one reused from before the last
+    // keystrokes (a FIM prompt with the typed text in the prefix is not the prompt that produced it).
+    const fresh = context.triggerKind === vscode.InlineCompletionTriggerKind.Invoke;
+    const text = await this.complete(doc, pos, this.ctx.activeAdapter, token, fresh);
     if (!text || token.isCancellationRequested) return undefined;
     return [new vscode.InlineCompletionItem(text, new vscode.Range(pos, pos))];
   }
 
   /** Text the model proposes at `pos`, or undefined when it has nothing (or the engine is unavailable). */
-  async complete(doc: vscode.TextDocument, pos: vscode.Position, adapterPath: string | null, token?: vscode.CancellationToken): Promise<string | undefined> {
+  async complete(
+    doc: vscode.TextDocument, pos: vscode.Position, adapterPath: string | null, token?: vscode.CancellationToken, fresh = false,
+  ): Promise<string | undefined> {
     this.stats.requests++;
     const offset = doc.offsetAt(pos);
     const full = doc.getText();
@@ -55,19 +60,21 @@ export class CompletionProvider implements vscode.InlineCompletionItemProvider, 
       prefix: full.slice(0, offset),
       suffix: full.slice(offset),
     };
-    const cached = this.cache.get(key);
-    if (cached !== undefined) {
-      this.stats.cacheHits++;
-      return cached || undefined;
-    }
-    const joined = this.cache.joinPending(key);
-    if (joined) {
-      this.stats.joined++;
-      return (await joined.catch(() => undefined)) || undefined;
+    if (!fresh) {
+      const cached = this.cache.get(key);
+      if (cached !== undefined) {
+        this.stats.cacheHits++;
+        return cached || undefined;
+      }
+      const joined = this.cache.joinPending(key);
+      if (joined) {
+        this.stats.joined++;
+        return (await joined.catch(() => undefined)) || undefined;
+      }
     }
 
     const ticket = ++this.latest;
-    await new Promise((r) => setTimeout(r, this.ctx.config.debounceMs));
+    if (!fresh) await new Promise((r) => setTimeout(r, this.ctx.config.debounceMs));
     if (token?.isCancellationRequested || ticket !== this.latest) return undefined;
 
     // Only the newest request generates: one still running was for text the user has typed past. It is aborted

@@ -124,6 +124,8 @@ export const RunManifest = z.object({
   decision: EvalDecision.nullable().optional(),
   /** The adapter this run continued training from; null for an adapter trained from the base model. */
   parentAdapter: z.string().nullable().optional(),
+  /** The run that wrote parentAdapter, when it was a RepoTune run (adapter updates). */
+  parentRunId: z.string().optional(),
 });
 export type RunManifest = z.infer<typeof RunManifest>;
 

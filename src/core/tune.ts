@@ -48,6 +48,8 @@ export interface TuneOptions {
   dataset?: { include?: string[]; excludeGlobs?: string[]; mix?: ExampleMix };
   /** The held-out evaluation after training (defaults: evaluate.ts). */
   evaluation?: { maxTasks?: number; maxTokens?: number };
+  /** An adapter update (src/core/update.ts, which checks the parent): continue from `parentAdapter` on the files changed since `sinceCommit`. */
+  update?: { parentAdapter: string; parentRunId: string; sinceCommit: string; replayFraction?: number };
 }
 
 export interface TuneResult {
@@ -173,6 +175,7 @@ class Pipeline {
         batch: settings.batch,
         signal: opts.signal,
         log: (message) => this.emit({ type: "log", time: Date.now(), message }),
+        update: opts.update && { sinceCommit: opts.update.sinceCommit, replayFraction: opts.update.replayFraction },
       });
       this.result.summary = built.summary;
       // Steps the user did not choose follow the data: about three passes over it (a small repository gets more
@@ -199,7 +202,7 @@ class Pipeline {
       const exit = await runTrainer({
         python: opts.python,
         trainerRoot: opts.trainerRoot,
-        args: trainerArgs(opts.modelPath, run, settings),
+        args: [...trainerArgs(opts.modelPath, run, settings), ...(opts.update ? ["--init-adapter", path.resolve(opts.update.parentAdapter)] : [])],
         onEvent: (event) => this.onTrainerEvent(event),
         onMalformed: (line) => this.emit({ type: "log", time: Date.now(), message: `trainer: ${line}` }),
         logPath: run.trainerLogPath,
@@ -364,7 +367,8 @@ class Pipeline {
       checkpoint,
       evaluation: this.result.evaluation ? summaryOf(this.result.evaluation) : null,
       decision: this.result.decision,
-      parentAdapter: null,
+      parentAdapter: this.opts.update ? path.resolve(this.opts.update.parentAdapter) : null,
+      ...(this.opts.update ? { parentRunId: this.opts.update.parentRunId } : {}),
     };
   }
 

@@ -15,8 +15,12 @@ export const DatasetSummary = z.object({
   promptFormat: z.string(),
   /** Files left out as copies of a kept file: exact, near (Jaccard >= 0.85), and of those how many copied a held-out file. */
   duplicates: z.object({ exact: z.number().int(), near: z.number().int(), ofHeldOut: z.number().int() }).optional(),
-  /** How the held-out files were chosen: most recently changed in git, by path hash, or the end of a single file. */
-  splitMethod: z.enum(["recent", "hash", "one-file"]).optional(),
+  /** How the held-out files were chosen: most recently changed in git, by path hash, or the end of a single file;
+   * "update": an adapter update (the most recently changed of the files changed since the parent's commit). */
+  splitMethod: z.enum(["recent", "hash", "one-file", "update"]).optional(),
+  /** An update's files changed since the parent adapter's commit, and the replay sample of the other files. */
+  changedFiles: z.number().int().optional(),
+  replayFiles: z.number().int().optional(),
   heldOutFiles: z.number().int().optional(),
   /** Characters per token of this model on this code: completion prompts sized with it are cut as the examples were. */
   charsPerToken: z.number().positive().optional(),

@@ -38,6 +38,8 @@ export const TrainerStart = z.object({
   memory_estimate: z.number().optional(),
   /** Free memory of the device when the run started (bytes); null when it cannot be told. */
   memory_free: z.number().nullable().optional(),
+  /** --init-adapter: the adapter this run starts from; the step-0 validation loss (val_loss_base) is then base + it. */
+  init_adapter: z.string().optional(),
 });
 
 export const TrainerStep = z.object({

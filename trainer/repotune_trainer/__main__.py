@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
     t.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch (default: 1 on CPUs with "
                    "few cores, where BLAS threads compete, else half the cores)")
+    t.add_argument("--init-adapter", default=None, help="start LoRA A/B from this RepoTune adapter GGUF (same "
+                   "architecture, rank and targets as this run) instead of B = 0: continues a parent adapter")
     t.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in OUT/checkpoints")
     t.add_argument("--max-eval-sequences", type=int, default=256, help="cap on validation sequences per evaluation")
     t.add_argument("--targets", default=None, help="comma-separated LoRA targets among q,k,v,o,gate,up,down "

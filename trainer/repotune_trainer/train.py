@@ -30,7 +30,7 @@ import traceback
 import numpy as np
 import torch
 
-from .adapter import write_adapter
+from .adapter import read_adapter, write_adapter
 from .checkpoint import latest_checkpoint, load_latest_checkpoint, save_checkpoint
 from .data import Rows, batch_indices, count_targets, load_dataset, to_inputs_targets
 from .device import Dist, free_memory, pick_device, set_cpu_threads
@@ -220,6 +220,9 @@ def train(a, stop: StopRequested, dist: Dist = None, watch: Watch = None) -> int
                 "max_eval_sequences": a.max_eval_sequences,
                 "targets": sorted({n.split(".")[2] for n in model.lora_names}), "lora_dropout": lora_dropout,
                 "base_weights": plan.settings.base_weights}
+    init_adapter = getattr(a, "init_adapter", None)
+    if init_adapter and not a.resume:
+        _load_init_adapter(model, init_adapter)
     start_step, val_loss_base = 0, None
     best = {"val_loss": None, "step": None, "lora": None}   # the evaluated state with the lowest validation loss
     early = {"bad_evals": 0}   # evaluations since the best one (early stopping)
@@ -254,7 +257,8 @@ def train(a, stop: StopRequested, dist: Dist = None, watch: Watch = None) -> int
          grad_accum=a.grad_accum,
          base_weights={"requested": getattr(a, "base_weights", "keep"), "used": plan.settings.base_weights,
                        "quantized": len(model.quantized_from)},
-         memory_estimate=plan.need, memory_free=plan.free)
+         memory_estimate=plan.need, memory_free=plan.free,
+         **({"init_adapter": init_adapter} if init_adapter else {}))
 
     # Under torchrun the stop decision must be the same on every rank (a signal may reach only one): it is the
     # stop flags summed in the last all_reduce. Without torchrun it is the local flag.
@@ -295,7 +299,8 @@ def train(a, stop: StopRequested, dist: Dist = None, watch: Watch = None) -> int
         return 0
 
     if start_step == 0:
-        val_loss_base = run_eval(0)   # B = 0 at step 0, so this is the base model alone
+        # B = 0 at step 0, so this is the base model alone; with --init-adapter it is base + the parent adapter
+        val_loss_base = run_eval(0)
     step, trained_tokens, train_time, t_begin = start_step, 0, 0.0, time.time()
     val_loss, early_stopped = None, False
     model.train()
@@ -374,6 +379,39 @@ def train(a, stop: StopRequested, dist: Dist = None, watch: Watch = None) -> int
     emit("done", step=step, adapter=a.adapter_out, val_loss_base=val_loss_base, val_loss=val_loss,
          adapter_step=adapter_step, early_stopped=early_stopped, **peak)
     return 0
+
+
+def _load_init_adapter(model: LoraModel, path: str) -> None:
+    """Starts the LoRA pairs from a parent adapter (--init-adapter). It must match this run exactly: the same
+    architecture, rank and adapted matrices; alpha follows the run's --alpha (the caller passes the parent's)."""
+    if not os.path.isfile(path):
+        raise TrainerError("bad_args", f"--init-adapter {path} does not exist; choose an existing adapter file.")
+    arch, alpha, rank, state = read_adapter(path)
+    ours = model.lora_state()
+    differs = []
+    if arch != model.cfg.arch:
+        differs.append(f"architecture {arch} (this model: {model.cfg.arch})")
+    if rank != model.rank:
+        differs.append(f"rank {rank} (this run: --rank {model.rank})")
+    if set(state) != set(ours):
+        extra = sorted({n.split(".")[2] for n in set(state) - set(ours)})
+        missing = sorted({n.split(".")[2] for n in set(ours) - set(state)})
+        differs.append("LoRA targets" + (f": the adapter also adapts {', '.join(extra)}" if extra else "")
+                       + (f": the adapter does not adapt {', '.join(missing)}" if missing else ""))
+    elif not differs:
+        shapes = [n for n in ours if tuple(state[n].shape) != tuple(ours[n].shape)]
+        if shapes:
+            differs.append(f"tensor shapes ({shapes[0]}: {tuple(state[shapes[0]].shape)} vs "
+                           f"{tuple(ours[shapes[0]].shape)}): it was trained on another base model")
+    if differs:
+        raise TrainerError("bad_args", f"The adapter {path} cannot be continued by this run: its "
+                           + "; ".join(differs) + ". Train with the same model, --rank and --targets as the adapter, "
+                           "or fine-tune from scratch without --init-adapter.")
+    if alpha and abs(alpha - model.alpha) > 1e-6:
+        log(f"--init-adapter: the adapter's alpha is {alpha:g}, this run's {model.alpha:g}; the adapter's effect "
+            "changes by their ratio (pass --alpha to keep it)")
+    model.load_lora_state(state)
+    log(f"starting from adapter {path} (rank {rank}, {len(state) // 2} matrices)")
 
 
 def _release_memory(e: BaseException) -> None:

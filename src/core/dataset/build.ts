@@ -16,6 +16,7 @@ import { findDuplicates } from "./dedupe";
 import { changeTimes, chooseHeldOut, DEFAULT_VAL_FRACTION, holdOutOrder, splitOneFile, type SplitMethod } from "./split";
 import { buildReport, exampleLine, recommendedSteps, SMALL_REPO_TOKENS, smallRepoWarning } from "./report";
 import { writeDataset, type DatasetFiles } from "./write";
+import { changedSince, updateSplit, type UpdateOption, type UpdateSplit } from "./updateSplit";
 import type { DatasetMeta, DatasetReport } from "../../protocol/dataset";
 
 /** What the dataset step needs from the engine: the base model's own tokenizer. */
@@ -46,6 +47,8 @@ export interface BuildDatasetOptions {
   include?: string[];
   signal?: AbortSignal;
   log?: (message: string) => void;
+  /** An adapter update: train on the files changed since this commit plus a replay sample, hold out changed files. */
+  update?: UpdateOption;
 }
 
 export interface BuiltDataset {
@@ -129,14 +132,24 @@ export async function buildDataset(opts: BuildDatasetOptions): Promise<BuiltData
   timer.lap("duplicates");
   if (duplicates.length > 0) log(`Left out ${duplicates.length} duplicate files.`);
   checkAborted(opts.signal);
-  const held = holdOut(kept, recency.times, valFraction);
+  let selected = kept;
+  let update: UpdateSplit | null = null;
+  if (opts.update) {
+    update = updateSplit(kept.map((f) => ({ path: f.path, chars: f.text.length })), await changedSince(opts.folder, opts.update.sinceCommit), recency.times, {
+      seed: opts.seed, replayFraction: opts.update.replayFraction, valFraction,
+    });
+    const use = new Set([...update.changed, ...update.replay]);
+    selected = kept.filter((f) => use.has(f.path));
+    log(`Updating: ${update.changed.length} files changed since ${opts.update.sinceCommit.slice(0, 12)}, ${update.replay.length} earlier files replayed.`);
+  }
+  const held = update ? updateHeldOut(update) : holdOut(kept, recency.times, valFraction);
   timer.lap("split");
-  const byName = [...kept].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  const byName = [...selected].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const trainFiles = held.method === "one-file" ? byName : byName.filter((f) => !held.val.has(f.path));
 
   const repo = await repoName(opts.folder);
   const charsPerToken = await sampleCharsPerToken(opts.tokenizer, byName);
-  log(`Read ${kept.length} files; about ${charsPerToken.toFixed(2)} characters per token.`);
+  log(`Read ${selected.length} files; about ${charsPerToken.toFixed(2)} characters per token.`);
   const scale = smallRepoScale(trainFiles, held.method, repo, opts.seqLen, charsPerToken);
   const examples: Example[] = [];
   for (const file of byName) examples.push(...fileExamples(file, repo, opts, charsPerToken, mix, scale));
@@ -160,7 +173,7 @@ export async function buildDataset(opts: BuildDatasetOptions): Promise<BuiltData
 
   const steps = opts.batch !== undefined ? recommendedSteps(train.sequences, opts.batch) : null;
   if (train.tokens < SMALL_REPO_TOKENS) warnings.push(smallRepoWarning(train.tokens, scale, steps));
-  const valFiles = held.method === "one-file" ? byName : byName.filter((f) => held.val.has(f.path));
+  const valFiles = held.method === "one-file" ? byName.filter((f) => f.path === held.order[0]) : byName.filter((f) => held.val.has(f.path));
   const files: DatasetFiles = { train: trainFiles.map((f) => f.path), val: valFiles.map((f) => f.path), split: held.method };
   const dups = { exact: 0, near: 0, ofHeldOut: 0 };
   for (const d of duplicates) {
@@ -168,7 +181,7 @@ export async function buildDataset(opts: BuildDatasetOptions): Promise<BuiltData
     if (held.val.has(d.of)) dups.ofHeldOut++;
   }
   const summary: DatasetSummary = {
-    filesUsed: kept.length,
+    filesUsed: selected.length,
     filesSkipped: skipped,
     examples: examples.length,
     trainSequences: train.sequences,
@@ -178,8 +191,9 @@ export async function buildDataset(opts: BuildDatasetOptions): Promise<BuiltData
     seqLen: opts.seqLen,
     promptFormat: opts.format.family,
     duplicates: dups,
-    splitMethod: held.method,
+    splitMethod: update ? "update" : held.method,
     heldOutFiles: held.val.size,
+    ...(update ? { changedFiles: update.changed.length, replayFiles: update.replay.length } : {}),
     charsPerToken,
     ...(steps !== null ? { recommendedSteps: steps } : {}),
     warnings,
@@ -199,10 +213,10 @@ export async function buildDataset(opts: BuildDatasetOptions): Promise<BuiltData
   };
   const chars = (list: readonly SourceText[]) => list.reduce((n, f) => n + f.text.length, 0);
   const report = buildReport({
-    listed, used: kept.length, skipped, languages: selection.languages ?? {},
+    listed, used: selected.length, skipped, languages: selection.languages ?? {},
     secretsExcluded: selection.secretsExcluded ?? 0, secretFindings: selection.secretFindings ?? {},
     duplicates, method: held.method, heldOut: held.order, trainFiles: trainFiles.length,
-    heldOutChars: held.method === "one-file" ? 0 : chars(valFiles), totalChars: chars(kept),
+    heldOutChars: held.method === "one-file" ? 0 : chars(valFiles), totalChars: chars(selected),
     trainTokens: train.tokens, valTokens: val.tokens, charsPerToken,
     trainSequences: train.sequences, valSequences: val.sequences, seqLen: opts.seqLen,
     examples: examples.map((e) => ({ split: splitOf.get(e)!, kind: e.span.kind, openEnd: e.span.openEnd, truncated: e.truncated })),
@@ -241,8 +255,18 @@ function holdOut(kept: readonly SourceText[], times: ReadonlyMap<string, number>
   return { method: distinct.size > 1 ? "recent" : "hash", order, val: new Set(order) };
 }
 
+/** An update holds out its newest changed files, or the end of the one changed file (among replayed ones). */
+function updateHeldOut(u: UpdateSplit): HeldOut {
+  if (u.changed.length === 1) return { method: "one-file", order: [u.changed[0]], val: new Set() };
+  return { method: "recent", order: u.heldOut, val: new Set(u.heldOut) };
+}
+
 function splitExamples(examples: Example[], held: HeldOut, valFraction: number): { train: Example[]; val: Example[] } {
-  if (held.method === "one-file") return splitOneFile(examples, (e) => e.span.start, valFraction);
+  if (held.method === "one-file") {
+    // The one file's end is held out; other files (an update's replayed ones) all train.
+    const own = splitOneFile(examples.filter((e) => e.file.path === held.order[0]), (e) => e.span.start, valFraction);
+    return { train: [...examples.filter((e) => e.file.path !== held.order[0]), ...own.train], val: own.val };
+  }
   return { train: examples.filter((e) => !held.val.has(e.file.path)), val: examples.filter((e) => held.val.has(e.file.path)) };
 }
 

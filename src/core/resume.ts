@@ -1,0 +1,256 @@
+// Continues a stopped or interrupted run from its newest checkpoint, in the same run folder: the trainer's --resume
+// (exact: the same batches and numbers as an uninterrupted run), then what a finished fine-tune does (adapter,
+// manifest, held-out evaluation). Its events go to the same events.jsonl, so the views draw one continuous run.
+//
+// Why not tune(): the pipeline builds a new dataset in a new run folder; a resumed run must train on the data its
+// checkpoint was made with. The steps after training mirror tune.ts's; moving them into a function both call
+// would remove the copy (see the issue 6 report).
+import { promises as fs, appendFileSync } from "node:fs";
+import * as path from "node:path";
+import type { DatasetSummary, EvalDecision, RunEvent } from "../protocol/run";
+import type { TrainerEvent } from "../protocol/trainer";
+import { EngineClient } from "./engineClient";
+import { promptFormatFor } from "./promptFormat";
+import { UserError, messageOf } from "./errors";
+import { writeJsonAtomic } from "./atomic";
+import { evaluate, summaryOf, EvaluationStopped, type EvaluationResult } from "./eval/evaluate";
+import { readDatasetFiles, readDatasetMeta } from "./dataset/write";
+import { runTrainer, type TrainerExit } from "./trainerProcess";
+import { MODEL_SETTING, resolveSettings, type TrainSettings, type TuneResult } from "./tune";
+import {
+  appendEvent, fileIdentity, gitCommit, readEvents, readManifest, runPaths, writeManifest,
+  type RunManifest, type RunPaths,
+} from "./runStore";
+
+export interface ResumeOptions {
+  runDir: string;
+  python: string;
+  trainerRoot: string;
+  enginePath: string;
+  /** Settings for a run that ended before it recorded its own (killed trainer): the current ones, as at its start. */
+  settings?: Partial<TrainSettings>;
+  onEvent: (e: RunEvent) => void;
+  signal?: AbortSignal;
+  evaluation?: { maxTasks?: number; maxTokens?: number };
+}
+
+/** What resuming a run folder continues: its model, data, settings and newest checkpoint. */
+export interface ResumePlan {
+  paths: RunPaths;
+  folder: string;
+  modelPath: string;
+  settings: TrainSettings;
+  summary: DatasetSummary;
+  checkpoint: string;
+  created: string;
+}
+
+/** The newest complete checkpoint of a run folder (step-NNNNNN.pt, the trainer's names), or null. */
+export async function newestCheckpoint(runDir: string): Promise<string | null> {
+  const dir = path.join(runDir, "checkpoints");
+  const names = await fs.readdir(dir).catch(() => [] as string[]);
+  const newest = names.filter((n) => /^step-\d+\.pt$/.test(n)).sort().pop();
+  return newest ? path.join(dir, newest) : null;
+}
+
+/** Checks that `runDir` can be resumed and says how; throws a UserError that says why not. */
+export async function resumePlan(runDir: string, current: Partial<TrainSettings> = {}): Promise<ResumePlan> {
+  const paths = runPathsOf(runDir);
+  const events = await readEvents(paths.eventsPath).catch((err: unknown) => {
+    throw new UserError(`The run folder ${runDir} has no readable events file (${messageOf(err)}), so it cannot be resumed. Fine-tune again.`);
+  });
+  const start = events.find((e): e is Extract<RunEvent, { type: "run" }> => e.type === "run");
+  if (!start) throw new UserError(`The run in ${runDir} never started, so there is nothing to resume. Fine-tune again.`);
+  const last = events.filter((e): e is Extract<RunEvent, { type: "phase" }> => e.type === "phase").pop()?.phase;
+  if (last === "done") throw new UserError("This run already finished: its adapter is in the adapters list. Fine-tune again to train a new one.");
+  const checkpoint = await newestCheckpoint(runDir);
+  if (!checkpoint) {
+    throw new UserError("This run stopped before its first checkpoint, so there is nothing to resume from. Fine-tune again.");
+  }
+  const meta = await readDatasetMeta(paths.dataDir).catch(() => null);
+  if (!meta) throw new UserError(`The training data of this run (${paths.dataDir}) is missing or unreadable, so it cannot be resumed. Fine-tune again.`);
+  const manifest = await readManifest(paths.manifestPath).catch(() => null);
+  // A killed trainer leaves no manifest: its start event recorded the steps and batch, the data its sequence length;
+  // the rest is today's settings, which the trainer checks against the checkpoint (it refuses another rank).
+  const trainerStart = events.map((e) => (e.type === "trainer" && e.event.event === "start" ? e.event : null)).filter((e) => e !== null).pop();
+  const settings = manifest?.settings ?? resolveSettings({
+    ...current,
+    seqLen: meta.seq_len,
+    ...(trainerStart ? { steps: trainerStart.steps, batch: trainerStart.batch } : {}),
+  });
+  return {
+    paths, folder: start.folder, modelPath: start.modelPath, settings, summary: meta.summary, checkpoint,
+    created: manifest?.created ?? new Date(start.time).toISOString(),
+  };
+}
+
+/** Continues the run in `runDir`. Never throws for user errors: returns status "failed" with a message, as tune() does. */
+export async function resumeRun(opts: ResumeOptions): Promise<TuneResult> {
+  const paths = runPathsOf(opts.runDir);
+  const emit = (e: RunEvent) => {
+    try {
+      appendEvent(paths.eventsPath, e);
+    } catch {
+      // A full disk must not hide the run from the caller.
+    }
+    try {
+      opts.onEvent(e);
+    } catch {
+      // A listener's bug must not break the run.
+    }
+  };
+  const result: TuneResult = {
+    runId: paths.runId, runDir: paths.runDir, status: "failed", adapterPath: null, manifestPath: null, summary: null,
+    valLossBase: null, valLoss: null, error: null, evaluation: null, decision: null,
+  };
+  const fail = (err: unknown): TuneResult => {
+    const message = messageOf(err);
+    const action = err instanceof UserError ? err.setting : undefined;
+    emit({ type: "error", time: Date.now(), message, ...(action ? { action } : {}) });
+    emit({ type: "phase", time: Date.now(), phase: "failed" });
+    return { ...result, status: "failed", error: message };
+  };
+
+  let plan: ResumePlan;
+  try {
+    plan = await resumePlan(opts.runDir, opts.settings);
+  } catch (err) {
+    return fail(err);
+  }
+  result.summary = plan.summary;
+  emit({ type: "run", time: Date.now(), runId: paths.runId, folder: plan.folder, modelPath: plan.modelPath, runDir: paths.runDir });
+  emit({ type: "log", time: Date.now(), message: `Resuming from ${path.basename(plan.checkpoint)}.` });
+  emit({ type: "phase", time: Date.now(), phase: "training" });
+  const started = Date.now();
+  let lastStep: Extract<TrainerEvent, { event: "step" }> | null = null;
+  let device: string | null = null;
+  try {
+    const exit = await runTrainer({
+      python: opts.python,
+      trainerRoot: opts.trainerRoot,
+      args: [...trainerArgs(plan.modelPath, paths, plan.settings), "--resume"],
+      onEvent: (event) => {
+        if (event.event === "step") lastStep = event;
+        if (event.event === "start") device = event.device;
+        emit({ type: "trainer", time: Date.now(), event });
+      },
+      onMalformed: (line) => emit({ type: "log", time: Date.now(), message: `trainer: ${line}` }),
+      logPath: paths.trainerLogPath,
+      signal: opts.signal,
+    });
+    const [model, commit] = await Promise.all([fileIdentity(plan.modelPath), gitCommit(plan.folder)]);
+    const manifest = (status: RunManifest["status"], steps: number, adapter: string | null, checkpoint: string | null): RunManifest => ({
+      format: "repotune-run", version: 1, runId: paths.runId, repoId: paths.repoId, folder: plan.folder, created: plan.created,
+      finished: new Date().toISOString(), status, baseModel: model, gitCommit: commit, dataset: plan.summary, settings: plan.settings,
+      metrics: {
+        steps, valLossBase: result.valLossBase, valLoss: result.valLoss, trainLoss: (lastStep as { loss: number } | null)?.loss ?? null,
+        device, trainSeconds: (Date.now() - started) / 1000,
+      },
+      adapter, checkpoint,
+      evaluation: result.evaluation ? summaryOf(result.evaluation) : null,
+      decision: result.decision,
+      parentAdapter: null,
+    });
+    const final = exit.final;
+    if (final?.event === "done") {
+      if (!(await fs.stat(paths.adapterPath).then((s) => s.isFile() && s.size > 0, () => false))) {
+        return fail(new Error(`The trainer reported success but wrote no adapter at ${paths.adapterPath}. See ${paths.trainerLogPath}.`));
+      }
+      result.valLossBase = final.val_loss_base;
+      result.valLoss = final.val_loss;
+      await writeManifest(paths.manifestPath, manifest("done", final.step, paths.adapterFile, null));
+      result.adapterPath = paths.adapterPath;
+      result.manifestPath = paths.manifestPath;
+      emit({ type: "adapter", time: Date.now(), adapterPath: paths.adapterPath, manifestPath: paths.manifestPath });
+      const { evaluation, decision } = await evaluateResumed(opts, plan, emit, final.adapter_step ?? final.step, result);
+      result.evaluation = evaluation;
+      result.decision = decision;
+      await writeManifest(paths.manifestPath, manifest("done", final.step, paths.adapterFile, null));
+      emit({ type: "phase", time: Date.now(), phase: "done" });
+      return { ...result, status: "done" };
+    }
+    if (final?.event === "stopped" || (exit.aborted && final?.event !== "error")) {
+      const step = final?.event === "stopped" ? final.step : (lastStep as { step: number } | null)?.step ?? 0;
+      const checkpoint = final?.event === "stopped" ? final.checkpoint : await newestCheckpoint(paths.runDir);
+      await writeManifest(paths.manifestPath, manifest("stopped", step, null, checkpoint)).catch(() => undefined);
+      result.manifestPath = paths.manifestPath;
+      emit({ type: "phase", time: Date.now(), phase: "stopped" });
+      return { ...result, status: "stopped" };
+    }
+    return fail(trainerFailure(exit, paths));
+  } catch (err) {
+    return fail(err);
+  }
+}
+
+function trainerFailure(exit: TrainerExit, paths: RunPaths): Error {
+  const final = exit.final;
+  if (final?.event === "error") {
+    const model = final.code === "bad_model" || final.code === "unsupported_arch";
+    return new UserError(`Training failed: ${final.message}${model ? " Choose another base model in repotune.modelPath." : ""}`, model ? MODEL_SETTING : undefined);
+  }
+  if (exit.spawnError) return new UserError(`The trainer could not start: ${exit.spawnError}. Set repotune.pythonPath to a Python with PyTorch.`, "repotune.pythonPath");
+  const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
+  const tail = exit.stderrTail.trim().split("\n").slice(-5).join("\n");
+  return new Error(`The trainer ${how} without finishing${tail ? `:\n${tail}` : "."}\nThe full log is in ${paths.trainerLogPath}. The newest checkpoint is kept: resume to continue from it.`);
+}
+
+/** The held-out evaluation of the resumed run's adapter, on the files its dataset held out (files.json). */
+async function evaluateResumed(
+  opts: ResumeOptions, plan: ResumePlan, emit: (e: RunEvent) => void, adapterStep: number, result: TuneResult,
+): Promise<{ evaluation: EvaluationResult | null; decision: EvalDecision }> {
+  emit({ type: "phase", time: Date.now(), phase: "evaluating" });
+  let engine: EngineClient | undefined;
+  try {
+    const files = await readDatasetFiles(plan.paths.dataDir);
+    engine = await EngineClient.start({ enginePath: opts.enginePath, log: (line) => engineLog(plan.paths, line) });
+    const info = await engine.load(plan.modelPath);
+    let last = 0;
+    const evaluation = await evaluate({
+      engine, modelInfo: info, format: promptFormatFor(info), folder: plan.folder, files: files.val, split: files.split,
+      adapterPath: plan.paths.adapterPath, seed: plan.settings.seed, maxTasks: opts.evaluation?.maxTasks, maxTokens: opts.evaluation?.maxTokens,
+      windowTokens: plan.settings.seqLen, charsPerToken: plan.summary.charsPerToken,
+      trainer: { valLossBase: result.valLossBase, valLoss: result.valLoss, adapterStep },
+      signal: opts.signal,
+      onProgress: (done, total) => {
+        if (done === total || done - last >= Math.max(1, Math.floor(total / 50))) {
+          last = done;
+          emit({ type: "evalProgress", time: Date.now(), done, total });
+        }
+      },
+    });
+    await writeJsonAtomic(plan.paths.evaluationPath, evaluation);
+    emit({ type: "evaluation", time: Date.now(), evaluation: summaryOf(evaluation) });
+    return { evaluation, decision: evaluation.decision };
+  } catch (err) {
+    const reason = err instanceof EvaluationStopped || opts.signal?.aborted
+      ? "The evaluation on held-out code was stopped before it finished, so the adapter was not activated; you can activate it anyway."
+      : `The adapter could not be evaluated on held-out code: ${messageOf(err)} It was not activated; you can activate it anyway.`;
+    emit({ type: "log", time: Date.now(), message: reason });
+    return { evaluation: null, decision: { keep: false, reason } };
+  } finally {
+    await engine?.dispose().catch(() => undefined);
+  }
+}
+
+/** The trainer's arguments for this run folder: those tune.ts starts it with, so --resume sees the same run. */
+function trainerArgs(modelPath: string, run: RunPaths, s: TrainSettings): string[] {
+  return [
+    "train", "--model", path.resolve(modelPath), "--data", run.dataDir, "--out", run.runDir, "--run-id", run.runId,
+    "--adapter-out", run.adapterPath, "--steps", String(s.steps), "--lr", String(s.lr), "--rank", String(s.rank),
+    "--alpha", String(s.alpha), "--batch", String(s.batch), "--seed", String(s.seed), "--device", s.device,
+  ];
+}
+
+function runPathsOf(runDir: string): RunPaths {
+  const dir = path.resolve(runDir);
+  return runPaths(path.dirname(path.dirname(dir)), path.basename(path.dirname(dir)), path.basename(dir));
+}
+
+function engineLog(paths: RunPaths, line: string): void {
+  try {
+    appendFileSync(path.join(paths.runDir, "engine.log"), line + "\n");
+  } catch {
+    // The engine's chatter is for debugging only.
+  }
+}
