@@ -16,7 +16,7 @@ import { writeJsonAtomic } from "./atomic";
 import { evaluate, summaryOf, EvaluationStopped, type EvaluationResult } from "./eval/evaluate";
 import { readDatasetFiles, readDatasetMeta } from "./dataset/write";
 import { runTrainer, type TrainerExit } from "./trainerProcess";
-import { MODEL_SETTING, resolveSettings, type TrainSettings, type TuneResult } from "./tune";
+import { MODEL_SETTING, resolveSettings, trainerArgs, type TrainSettings, type TuneResult } from "./tune";
 import {
   appendEvent, fileIdentity, gitCommit, readEvents, readManifest, runPaths, writeManifest,
   type RunManifest, type RunPaths,
@@ -231,15 +231,6 @@ async function evaluateResumed(
   } finally {
     await engine?.dispose().catch(() => undefined);
   }
-}
-
-/** The trainer's arguments for this run folder: those tune.ts starts it with, so --resume sees the same run. */
-function trainerArgs(modelPath: string, run: RunPaths, s: TrainSettings): string[] {
-  return [
-    "train", "--model", path.resolve(modelPath), "--data", run.dataDir, "--out", run.runDir, "--run-id", run.runId,
-    "--adapter-out", run.adapterPath, "--steps", String(s.steps), "--lr", String(s.lr), "--rank", String(s.rank),
-    "--alpha", String(s.alpha), "--batch", String(s.batch), "--seed", String(s.seed), "--device", s.device,
-  ];
 }
 
 function runPathsOf(runDir: string): RunPaths {

@@ -381,7 +381,8 @@ class Pipeline {
   }
 }
 
-function trainerArgs(modelPath: string, run: RunPaths, s: TrainSettings): string[] {
+/** The trainer's arguments for a run folder (resume.ts starts it the same way, adding --resume). */
+export function trainerArgs(modelPath: string, run: RunPaths, s: TrainSettings): string[] {
   return [
     "train",
     "--model", path.resolve(modelPath),
