@@ -56,7 +56,9 @@ export class CompletionProvider implements vscode.InlineCompletionItemProvider, 
     const offset = doc.offsetAt(pos);
     const full = doc.getText();
     const key: CompletionKey = {
-      scope: `${this.ctx.config.modelPath ?? ""}\u0000${adapterPath ?? ""}`,
+      // The document is part of the scope: its path and repository are in the prompt, so the same text in another
+      // file is another question.
+      scope: `${this.ctx.config.modelPath ?? ""}\u0000${adapterPath ?? ""}\u0000${doc.uri.toString()}`,
       prefix: full.slice(0, offset),
       suffix: full.slice(offset),
     };
@@ -74,7 +76,7 @@ export class CompletionProvider implements vscode.InlineCompletionItemProvider, 
     }
 
     const ticket = ++this.latest;
-    if (!fresh) await new Promise((r) => setTimeout(r, this.ctx.config.debounceMs));
+    await new Promise((r) => setTimeout(r, this.ctx.config.debounceMs));
     if (token?.isCancellationRequested || ticket !== this.latest) return undefined;
 
     // Only the newest request generates: one still running was for text the user has typed past. It is aborted
