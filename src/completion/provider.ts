@@ -62,17 +62,17 @@ export class CompletionProvider implements vscode.InlineCompletionItemProvider, 
       prefix: full.slice(0, offset),
       suffix: full.slice(offset),
     };
-    if (!fresh) {
-      const cached = this.cache.get(key);
-      if (cached !== undefined) {
-        this.stats.cacheHits++;
-        return cached || undefined;
-      }
-      const joined = this.cache.joinPending(key);
-      if (joined) {
-        this.stats.joined++;
-        return (await joined.catch(() => undefined)) || undefined;
-      }
+    // An explicit request still takes an answer made for exactly this place (finished or in flight: asking again
+    // must not cancel the generation it is waiting for), but not one reused from before the last keystrokes.
+    const cached = this.cache.get(key, fresh);
+    if (cached !== undefined) {
+      this.stats.cacheHits++;
+      return cached || undefined;
+    }
+    const joined = this.cache.joinPending(key, fresh);
+    if (joined) {
+      this.stats.joined++;
+      return (await joined.catch(() => undefined)) || undefined;
     }
 
     const ticket = ++this.latest;

@@ -30,8 +30,11 @@ export class CompletionCache {
 
   constructor(private readonly capacity = 64) {}
 
-  /** The text to show at `key` from a finished completion, or undefined when there is none to reuse. */
-  get(key: CompletionKey): string | undefined {
+  /**
+   * The text to show at `key` from a finished completion, or undefined when there is none to reuse. `exactOnly`: only
+   * one asked at exactly this place, not one asked before the last keystrokes.
+   */
+  get(key: CompletionKey, exactOnly = false): string | undefined {
     const id = keyId(key);
     const exact = this.done.get(id);
     if (exact) {
@@ -39,6 +42,7 @@ export class CompletionCache {
       this.done.set(id, exact);
       return exact.text;
     }
+    if (exactOnly) return undefined;
     for (const e of [...this.done.values()].reverse()) {
       const typed = typedSince(e, key);
       if (typed !== null && e.text.startsWith(typed)) return e.text.slice(typed.length);
@@ -67,10 +71,10 @@ export class CompletionCache {
    * A request in flight that this one only extends by typing: its eventual text with the typed characters removed
    * (undefined if the completion does not start with them). Undefined when no request in flight can serve this one.
    */
-  joinPending(key: CompletionKey): Promise<string | undefined> | undefined {
+  joinPending(key: CompletionKey, exactOnly = false): Promise<string | undefined> | undefined {
     for (const e of this.pending) {
       const typed = typedSince(e, key);
-      if (typed === null) continue;
+      if (typed === null || (exactOnly && typed !== "")) continue;
       return e.result.then((text) => (text !== undefined && text.startsWith(typed) ? text.slice(typed.length) : undefined));
     }
     return undefined;

@@ -69,3 +69,17 @@ test("a failed request is forgotten", async () => {
   assert.equal(c.joinPending(key("x")), undefined);
   assert.equal(c.get(key("x")), undefined);
 });
+
+test("exactOnly (an explicit request) takes only answers made for exactly this place", async () => {
+  const c = new CompletionCache();
+  c.put(key("const x = "), '"zebra";');
+  assert.equal(c.get(key('const x = "ze'), true), undefined);
+  assert.equal(c.get(key("const x = "), true), '"zebra";');
+  let resolve!: (t: string | undefined) => void;
+  c.track(key("let v = "), new Promise<string | undefined>((r) => (resolve = r)));
+  assert.equal(c.joinPending(key("let v = 4"), true), undefined);
+  const same = c.joinPending(key("let v = "), true);
+  assert.ok(same);
+  resolve("42;");
+  assert.equal(await same, "42;");
+});
