@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import (TOKENS, TRAINER_ROOT, parse_events, repetitive_examples, run_cli, train_args,
-                      write_dataset)
+from conftest import (TOKENS, TRAINER_ROOT, parse_events, repetitive_examples, run_cli, schema_failures,
+                      train_args, write_dataset)
 from repotune_trainer.gguf import FLOAT32, GGUFReader, GGUFWriter, u32
 from repotune_trainer.model import LORA_TARGETS
 from repotune_trainer.tiny import CONFIG
@@ -84,30 +84,11 @@ def test_every_event_carries_the_protocol_version_and_run_id(trained, tiny_model
 
 def test_events_match_the_typescript_schema(trained):
     """Parse every line with the real zod schema of src/protocol/trainer.ts (bundled on the fly with esbuild)."""
-    repo = os.path.dirname(TRAINER_ROOT)
-    esbuild = os.path.join(repo, "node_modules", "esbuild")
-    if not os.path.isdir(esbuild) or not _has_node():
-        pytest.skip("node or esbuild not available")
     p, _, _, _ = trained
-    script = (
-        "const esbuild = require('esbuild');"
-        "const r = esbuild.buildSync({entryPoints: ['src/protocol/trainer.ts'], bundle: true, format: 'cjs',"
-        " platform: 'node', write: false});"
-        "const m = {exports: {}}; new Function('module', 'exports', 'require', r.outputFiles[0].text)(m, m.exports, require);"
-        "const lines = require('fs').readFileSync(0, 'utf8').split('\\n').filter(Boolean);"
-        "const bad = lines.map(l => m.exports.parseTrainerLine(l)).filter(x => !x.ok);"
-        "console.log(JSON.stringify({n: lines.length, bad}));"
-    )
-    res = subprocess.run(["node", "-e", script], input=p.stdout, capture_output=True, text=True, cwd=repo, timeout=60)
-    assert res.returncode == 0, res.stderr
-    import json
-    out = json.loads(res.stdout)
-    assert out["bad"] == [] and out["n"] == len(p.stdout.splitlines())
-
-
-def _has_node():
-    from shutil import which
-    return which("node") is not None
+    bad = schema_failures(p.stdout)
+    if bad is None:
+        pytest.skip("node or esbuild not available")
+    assert bad == [] and all(line for line in p.stdout.splitlines()), "every stdout line is one event"
 
 
 def test_sigint_checkpoints_and_stops_then_resume_finishes(tiny_models, small_dataset, tmp_path):
