@@ -1,8 +1,6 @@
-// Inline completions from the base model plus the workspace's active adapter, through the engine process.
-//
-// Typing must never wait on the model: a request first looks for an answer it already has (the cache, or a
-// completion in flight that the user is typing into), then waits out the debounce, and only the newest request
-// generates; a newer one aborts it.
+// Inline completions from the base model plus the workspace's active adapter, through the engine process. When to
+// generate and which answer each request gets is core/completionScheduler.ts; this builds the prompt and asks the
+// engine.
 import * as vscode from "vscode";
 import * as path from "node:path";
 import type { Ctx } from "../ctx";
@@ -10,7 +8,8 @@ import { promptFormatFor } from "../core/promptFormat";
 import { messageOf } from "../core/errors";
 import { DensityCache } from "../core/completionWindow";
 import { completeAtCursor } from "../core/eval/serving";
-import { CompletionCache, type CompletionKey } from "../core/completionCache";
+import type { CompletionKey } from "../core/completionCache";
+import { CompletionScheduler, type Trace } from "../core/completionScheduler";
 import { adapterInfo } from "../core/runStore";
 import { EngineError } from "../core/engineClient";
 import { repoName } from "../core/repoName";
@@ -19,18 +18,20 @@ import { repoName } from "../core/repoName";
 const DEFAULT_WINDOW_TOKENS = 1024;
 
 export class CompletionProvider implements vscode.InlineCompletionItemProvider, vscode.Disposable {
-  private latest = 0;
-  private generating: { abort: AbortController; settled: Promise<unknown> } | null = null;
-  private readonly cache = new CompletionCache();
+  private readonly scheduler: CompletionScheduler;
   private readonly density = new DensityCache();
   private readonly shapes = new Map<string, Promise<{ windowTokens: number; charsPerToken: number | null }>>();
   private densityModel = "";
   private readonly subs: vscode.Disposable[];
-  /** Generations started (for tests: a burst of keystrokes must start few, and never two at once). */
-  readonly stats = { requests: 0, generations: 0, running: 0, maxRunning: 0, cacheHits: 0, joined: 0 };
 
   constructor(private readonly ctx: Ctx) {
-    this.subs = [ctx.onDidChangeAdapter(() => this.cache.clear())];
+    this.scheduler = new CompletionScheduler({ debounceMs: () => ctx.config.debounceMs });
+    this.subs = [ctx.onDidChangeAdapter(() => this.scheduler.clear())];
+  }
+
+  /** Requests, generations, most running at once, cache and in-flight answers (for tests). */
+  get stats(): CompletionScheduler["stats"] {
+    return this.scheduler.stats;
   }
 
   async provideInlineCompletionItems(
@@ -40,19 +41,26 @@ export class CompletionProvider implements vscode.InlineCompletionItemProvider, 
     token: vscode.CancellationToken,
   ): Promise<vscode.InlineCompletionItem[] | undefined> {
     if (!this.ctx.config.completionsEnabled) return undefined;
-    // Asked for explicitly (Alt+\): a fresh answer for exactly this place, not one reused from before the last
-    // keystrokes (a FIM prompt with the typed text in the prefix is not the prompt that produced it).
+    // Asked for explicitly (Alt+\): an answer for exactly this place, not one reused from before the last keystrokes.
     const fresh = context.triggerKind === vscode.InlineCompletionTriggerKind.Invoke;
-    const text = await this.complete(doc, pos, this.ctx.activeAdapter, token, fresh);
-    if (!text || token.isCancellationRequested) return undefined;
+    const started = Date.now();
+    const trace: Trace = { outcome: "" };
+    const text = await this.complete(doc, pos, this.ctx.activeAdapter, token, fresh, trace);
+    const shown = !!text && !token.isCancellationRequested;
+    // "Developer: Set Log Level... > Debug" shows why a suggestion did or did not appear.
+    this.ctx.log.debug(
+      `completion ${fresh ? "invoked" : "automatic"} at ${pos.line + 1}:${pos.character + 1}: ${trace.outcome}` +
+        `${token.isCancellationRequested ? ", cancelled by the editor" : ""}, ${shown ? `${text.length} chars shown` : "nothing shown"} (${Date.now() - started} ms)`,
+    );
+    if (!shown) return undefined;
     return [new vscode.InlineCompletionItem(text, new vscode.Range(pos, pos))];
   }
 
   /** Text the model proposes at `pos`, or undefined when it has nothing (or the engine is unavailable). */
   async complete(
     doc: vscode.TextDocument, pos: vscode.Position, adapterPath: string | null, token?: vscode.CancellationToken, fresh = false,
+    trace: Trace = { outcome: "" },
   ): Promise<string | undefined> {
-    this.stats.requests++;
     const offset = doc.offsetAt(pos);
     const full = doc.getText();
     const key: CompletionKey = {
@@ -62,51 +70,12 @@ export class CompletionProvider implements vscode.InlineCompletionItemProvider, 
       prefix: full.slice(0, offset),
       suffix: full.slice(offset),
     };
-    // An explicit request still takes an answer made for exactly this place (finished or in flight: asking again
-    // must not cancel the generation it is waiting for), but not one reused from before the last keystrokes.
-    const cached = this.cache.get(key, fresh);
-    if (cached !== undefined) {
-      this.stats.cacheHits++;
-      return cached || undefined;
-    }
-    const joined = this.cache.joinPending(key, fresh);
-    if (joined) {
-      this.stats.joined++;
-      return (await joined.catch(() => undefined)) || undefined;
-    }
-
-    const ticket = ++this.latest;
-    await new Promise((r) => setTimeout(r, this.ctx.config.debounceMs));
-    if (token?.isCancellationRequested || ticket !== this.latest) return undefined;
-
-    // Only the newest request generates: one still running was for text the user has typed past. It is aborted
-    // and waited for (the engine stops within a token), so that two generations never run at once.
-    const previous = this.generating;
-    const abort = new AbortController();
-    const sub = token?.onCancellationRequested(() => abort.abort());
-    const result = (async () => {
-      if (previous) {
-        previous.abort.abort();
-        await previous.settled;
-      }
-      if (abort.signal.aborted || ticket !== this.latest) return undefined;
-      return this.generate(doc, key, adapterPath, abort.signal);
-    })();
-    const mine = { abort, settled: result.catch(() => undefined) };
-    this.generating = mine;
-    this.cache.track(key, result);
-    try {
-      return (await result) || undefined;
-    } finally {
-      sub?.dispose();
-      if (this.generating === mine) this.generating = null;
-    }
+    return this.scheduler.request(key, (signal, t) => this.generate(doc, key, adapterPath, signal, t), token, fresh, trace);
   }
 
-  private async generate(doc: vscode.TextDocument, key: CompletionKey, adapterPath: string | null, signal: AbortSignal): Promise<string | undefined> {
-    this.stats.generations++;
-    this.stats.running++;
-    this.stats.maxRunning = Math.max(this.stats.maxRunning, this.stats.running);
+  private async generate(
+    doc: vscode.TextDocument, key: CompletionKey, adapterPath: string | null, signal: AbortSignal, trace: Trace,
+  ): Promise<string | undefined> {
     try {
       const modelPath = await this.ctx.modelPath();
       const folder = vscode.workspace.getWorkspaceFolder(doc.uri);
@@ -126,15 +95,15 @@ export class CompletionProvider implements vscode.InlineCompletionItemProvider, 
         text, offset: key.prefix.length, filePath, repoName: folder ? repo : undefined,
         windowTokens: shape.windowTokens, charsPerToken: shape.charsPerToken, maxTokens: this.ctx.config.maxTokens, adapterPath,
       }, { signal, density: this.density, supersede: true });
+      trace.outcome = result.text ? "generated" : "generated nothing usable";
       return result.text;
     } catch (err) {
       // No model configured, engine down or restarting, cancelled: the status bar and the Run view say why.
       // Cancelled and unavailable (paused for training, restarting) are normal while typing: not worth a log line.
       const quiet = err instanceof EngineError && (err.code === "cancelled" || err.code === "unavailable");
+      trace.outcome = `not generated (${messageOf(err)})`;
       if (!signal.aborted && !quiet) this.ctx.log.warn(`completion: ${messageOf(err)}`);
       return undefined;
-    } finally {
-      this.stats.running--;
     }
   }
 
@@ -155,7 +124,7 @@ export class CompletionProvider implements vscode.InlineCompletionItemProvider, 
   }
 
   dispose(): void {
-    this.generating?.abort.abort();
+    this.scheduler.dispose();
     this.subs.forEach((s) => s.dispose());
   }
 }

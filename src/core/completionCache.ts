@@ -23,10 +23,17 @@ const SUFFIX_HEAD = 512;
 /** Typing further than this into a completion is treated as a new request. */
 const MAX_TYPED = 256;
 
-export class CompletionCache {
+/** A request in flight that another can wait for: its eventual text, and what the caller tracked it with. */
+export interface Pending<H> {
+  text: Promise<string | undefined>;
+  handle: H | undefined;
+}
+
+/** `H`: what the caller keeps with a request in flight (the provider: its generation, to count who waits for it). */
+export class CompletionCache<H = unknown> {
   // A Map iterates in insertion order: re-inserting on use makes it an LRU.
   private readonly done = new Map<string, Entry & { text: string }>();
-  private readonly pending = new Set<Entry & { result: Promise<string | undefined> }>();
+  private readonly pending = new Set<Entry & { result: Promise<string | undefined>; handle: H | undefined }>();
 
   constructor(private readonly capacity = 64) {}
 
@@ -58,8 +65,8 @@ export class CompletionCache {
   }
 
   /** Registers a request in flight; its result is cached when it arrives. */
-  track(key: CompletionKey, result: Promise<string | undefined>): void {
-    const entry = { ...entryOf(key), result };
+  track(key: CompletionKey, result: Promise<string | undefined>, handle?: H): void {
+    const entry = { ...entryOf(key), result, handle };
     this.pending.add(entry);
     void result.then(
       (text) => text !== undefined && this.put(key, text),
@@ -69,13 +76,17 @@ export class CompletionCache {
 
   /**
    * A request in flight that this one only extends by typing: its eventual text with the typed characters removed
-   * (undefined if the completion does not start with them). Undefined when no request in flight can serve this one.
+   * (undefined if the completion does not start with them). Undefined when no request in flight can serve this one;
+   * `usable` passes over requests by what they were tracked with (e.g. one already stopped).
    */
-  joinPending(key: CompletionKey, exactOnly = false): Promise<string | undefined> | undefined {
+  joinPending(key: CompletionKey, exactOnly = false, usable: (handle: H) => boolean = () => true): Pending<H> | undefined {
     for (const e of this.pending) {
       const typed = typedSince(e, key);
-      if (typed === null || (exactOnly && typed !== "")) continue;
-      return e.result.then((text) => (text !== undefined && text.startsWith(typed) ? text.slice(typed.length) : undefined));
+      if (typed === null || (exactOnly && typed !== "") || (e.handle !== undefined && !usable(e.handle))) continue;
+      return {
+        text: e.result.then((text) => (text !== undefined && text.startsWith(typed) ? text.slice(typed.length) : undefined)),
+        handle: e.handle,
+      };
     }
     return undefined;
   }

@@ -60,11 +60,12 @@ export function installExtension(root, vsix) {
 }
 
 /**
- * @param {{ root: string, settings: object, logFile: string, smokeTestDriver?: boolean }} opts
+ * @param {{ root: string, settings: object, logFile: string, smokeTestDriver?: boolean, logLevels?: string[] }} opts
  *   smokeTestDriver: needed for the extensionDevelopmentPath/extensionTestsPath payload to be honoured.
+ *   logLevels: VS Code's --log values, e.g. "debug".
  * @returns {Promise<{ port: number, url: string, dirs: ReturnType<typeof stateDirs>, stop: () => Promise<void>, startedMs: number }>}
  */
-export async function startCodeServer({ root, settings, logFile, smokeTestDriver = false }) {
+export async function startCodeServer({ root, settings, logFile, smokeTestDriver = false, logLevels = [] }) {
   const tools = readTools();
   const dirs = stateDirs(root);
   // Written before the first window opens, so the extension activates with these settings from the start.
@@ -87,6 +88,10 @@ export async function startCodeServer({ root, settings, logFile, smokeTestDriver
     "--extensions-dir", dirs.extensions,
   ];
   if (smokeTestDriver) args.push("--vscode-option", "enable-smoke-test-driver");
+  // VS Code's `log` option is a list (a lone value would reach it as a string, so it is given twice). The web
+  // workbench, and with it the extension host, takes the server's default level: an extension's own level is not
+  // passed on, so a debug line of one extension needs the default level at debug.
+  for (const level of logLevels.length === 1 ? [...logLevels, ...logLevels] : logLevels) args.push("--vscode-option", `log=${level}`);
 
   const started = Date.now();
   const log = openSync(logFile, "a");

@@ -8,7 +8,7 @@
 // webviews show are checked against the run's events.jsonl.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { installExtension, startCodeServer, tail } from "../lib/codeServer.mjs";
@@ -26,6 +26,14 @@ const { prefix: PREFIX, marker: MARKER } = expectations["sample-repo"];
 const VSIX = join(repoRoot, "test-output", "repotune.vsix");
 const SHOTS = join(repoRoot, "test-output", "screenshots");
 const OUT = join(repoRoot, "test-output", "ui");
+/** RepoTune's log lines from every extension host of this window's session, oldest first. */
+function extensionLog(userData) {
+  const files = readdirSync(join(userData, "logs"), { recursive: true })
+    .filter((f) => String(f).endsWith(join("repotune.repotune", "RepoTune.log")))
+    .map((f) => join(userData, "logs", String(f)));
+  return files.sort().flatMap((f) => readFileSync(f, "utf8").split("\n"));
+}
+
 const TRAINING_TIMEOUT_MS = Number(process.env.REPOTUNE_UI_TRAINING_TIMEOUT_S || 300) * 1000;
 
 test("every state of a run in the Run view and the report, from real runs and real failures", { timeout: 600_000 }, async (t) => {
@@ -48,7 +56,9 @@ test("every state of a run in the Run view and the report, from real runs and re
   // "off" is what VS Code 1.139 migrates `false` to: written as such, the workbench has nothing to rewrite.
   const settings = { ...testUserSettings(modelPath), "extensions.autoUpdate": "off", "workbench.colorTheme": THEMES.dark };
 
-  const server = await startCodeServer({ root, settings, logFile });
+  // The extension's debug lines: each inline completion request and what became of it (a missing ghost text is
+  // explained in the failure message).
+  const server = await startCodeServer({ root, settings, logFile, logLevels: ["debug"] });
   const userData = server.dirs.userData;
   const browser = await launchBrowser();
   let passed = false;
@@ -315,12 +325,20 @@ test("every state of a run in the Run view and the report, from real runs and re
         }
       }
       await shot("ghost-text");
-      assert.ok(ghostText.startsWith(MARKER), `the ghost text was ${JSON.stringify(ghostText)}, expected it to start with ${MARKER}`);
+      assert.ok(
+        ghostText.startsWith(MARKER),
+        `the ghost text was ${JSON.stringify(ghostText)}, expected it to start with ${MARKER}; the extension's completion log:\n` +
+          extensionLog(userData).filter((l) => /completion|\[engine\]/.test(l)).slice(-40).join("\n"),
+      );
       await page.keyboard.press("Tab");
       const line = editor.locator(".view-line").first();
       await line.filter({ hasText: MARKER }).waitFor({ timeout: 10_000 });
       const accepted = (await line.textContent())?.replace(/\u00a0/g, " ") ?? "";
       assert.ok(accepted.startsWith(PREFIX + MARKER), `after Tab the line reads ${JSON.stringify(accepted)}`);
+      // At the debug log level each request says what became of it.
+      const shownLines = extensionLog(userData).filter((l) => /\[debug\] completion (automatic|invoked) at \d+:\d+: .*\d+ chars shown/.test(l));
+      assert.ok(shownLines.length > 0, "no debug log line says a completion was shown");
+      t.diagnostic(`last completion: ${shownLines.at(-1)?.replace(/^.*\[debug\] /, "")}`);
     }));
     await page.keyboard.press("Escape");
 

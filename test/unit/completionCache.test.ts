@@ -44,17 +44,18 @@ test("least recently used entries go first", () => {
 });
 
 test("a request in flight serves typing into it, and its result is cached when it arrives", async () => {
-  const c = new CompletionCache();
+  const c = new CompletionCache<string>();
   let resolve!: (t: string | undefined) => void;
   const inFlight = new Promise<string | undefined>((r) => (resolve = r));
-  c.track(key("let v = "), inFlight);
+  c.track(key("let v = "), inFlight, "generation 1");
   const joined = c.joinPending(key("let v = 4"));
   const other = c.joinPending(key("let v = 9"));
   assert.ok(joined && other);
+  assert.equal(joined.handle, "generation 1", "the joiner learns which request it waits for");
   assert.equal(c.joinPending(key("let w = ")), undefined);
   resolve("42;");
-  assert.equal(await joined, "2;");
-  assert.equal(await other, undefined, "the completion does not start with what was typed");
+  assert.equal(await joined.text, "2;");
+  assert.equal(await other.text, undefined, "the completion does not start with what was typed");
   await new Promise((r) => setImmediate(r));
   assert.equal(c.get(key("let v = ")), "42;");
   assert.equal(c.joinPending(key("let v = 4")), undefined, "no longer in flight");
@@ -64,7 +65,7 @@ test("a failed request is forgotten", async () => {
   const c = new CompletionCache();
   const failing = Promise.reject(new Error("engine died"));
   c.track(key("x"), failing);
-  await assert.rejects(c.joinPending(key("x"))!);
+  await assert.rejects(c.joinPending(key("x"))!.text);
   await new Promise((r) => setImmediate(r));
   assert.equal(c.joinPending(key("x")), undefined);
   assert.equal(c.get(key("x")), undefined);
@@ -81,5 +82,5 @@ test("exactOnly (an explicit request) takes only answers made for exactly this p
   const same = c.joinPending(key("let v = "), true);
   assert.ok(same);
   resolve("42;");
-  assert.equal(await same, "42;");
+  assert.equal(await same.text, "42;");
 });
