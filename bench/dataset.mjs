@@ -21,7 +21,7 @@ const HELP = `node bench/dataset.mjs [--files 50000] [--kb 10] [--seed 1] [--seq
   --seed N       seed of the generated content (the planted secrets are random every run)
   --seq-len N    the dataset's sequence length (RepoTune's default is 256)
   --phases LIST  comma-separated, any of: plain (git ls-files + reading each file), select (file selection
-                 alone), standin (the whole build, a stand-in tokenizer in place of the engine), engine (the whole
+                 alone, as the build does it), standin (the whole build, a stand-in tokenizer in place of the engine), engine (the whole
                  build, the engine's tokenizer with the tiny model). Default: all four.
   --repo DIR     measure this repository instead of generating one (a generated one is kept with --keep)
   --src DIR      measure the sources in DIR instead of ./src (to compare a change against a copy of the old code)
@@ -111,7 +111,8 @@ async function bundleLibrary(src) {
     stdin: {
       contents: [
         `export { buildDataset } from ${JSON.stringify(join(src, "core/dataset/build"))};`,
-        `export { selectFiles } from ${JSON.stringify(join(src, "core/dataset/select"))};`,
+        // A namespace: sources from before selectRecords existed (--src) have only selectFiles.
+        `export * as select from ${JSON.stringify(join(src, "core/dataset/select"))};`,
         `export { EngineClient } from ${JSON.stringify(join(src, "core/engineClient"))};`,
         `export { promptFormatFor } from ${JSON.stringify(join(src, "core/promptFormat"))};`,
         `export { ensureTinyModel } from ${JSON.stringify(join(src, "core/tinyModel"))};`,
@@ -147,8 +148,9 @@ async function runPhase(phase, setup) {
     const { files, bytes } = await plainRead(repo);
     result = { files, bytes, seconds: seconds(t0) };
   } else if (phase === "select") {
+    // What the build selects with: lengths and fingerprints (selectRecords), or the texts in older sources.
     const t0 = performance.now();
-    const selection = await lib.selectFiles(repo);
+    const selection = await (lib.select.selectRecords ?? lib.select.selectFiles)(repo);
     result = { seconds: seconds(t0), usable: selection.usable.length, listed: selection.listed, skipped: selection.skipped, secretFindings: selection.secretFindings };
   } else {
     result = await buildPhase(lib, setup, phase === "engine");
@@ -189,7 +191,7 @@ function standInTokenizer() {
       return items.map((segments) => {
         let n = 0;
         for (const s of segments) n += s.special ? 1 : Math.ceil(s.text.length / 4);
-        // The build keeps every example's tokens as an array of numbers, as the engine's answers arrive.
+        // Arrays of numbers, as the engine's answers arrive (JSON over IPC).
         const out = new Array(n);
         let k = 0;
         for (const s of segments) {

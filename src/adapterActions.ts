@@ -5,7 +5,7 @@ import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import type { Ctx } from "./ctx";
 import type { RunController } from "./run";
-import { listAdapters, repoIdFor } from "./core/runStore";
+import { listAdapters } from "./core/runStore";
 import { RunModel, adaptersChanged, canResume } from "./views/runModel";
 import { RunPanel } from "./views/runPanel";
 import type { SuggestedSettings } from "./protocol/webview";
@@ -77,9 +77,9 @@ const retryWithSuggestedSettings: Factory = (ctx, run) => async () => {
 
 /** This workspace's adapter at `adapterPath`, or a reason it is not one RepoTune may delete. */
 async function ownAdapter(ctx: Ctx, adapterPath: string): Promise<{ runId: string } | { refused: string }> {
-  const folder = vscode.workspace.workspaceFolders?.[0];
-  if (!folder) return { refused: "Open the workspace the adapter was trained for first." };
-  const repoDir = path.join(ctx.runsRoot, await repoIdFor(folder.uri.fsPath));
+  const repoId = await ctx.repoId();
+  if (!repoId) return { refused: "Open the workspace the adapter was trained for first." };
+  const repoDir = path.join(ctx.runsRoot, repoId);
   const resolved = path.resolve(adapterPath);
   const rel = path.relative(repoDir, resolved).split(path.sep);
   if (rel.length !== 2 || rel[0] === ".." || path.isAbsolute(rel[0]!) || rel[1] !== `adapter-${rel[0]}.gguf`) {
@@ -89,8 +89,8 @@ async function ownAdapter(ctx: Ctx, adapterPath: string): Promise<{ runId: strin
 }
 
 async function pickAdapter(ctx: Ctx, title: string): Promise<string | undefined> {
-  const folder = vscode.workspace.workspaceFolders?.[0];
-  const adapters = folder ? await listAdapters(ctx.runsRoot, await repoIdFor(folder.uri.fsPath)) : [];
+  const repoId = await ctx.repoId();
+  const adapters = repoId ? await listAdapters(ctx.runsRoot, repoId) : [];
   if (adapters.length === 0) {
     void vscode.window.showInformationMessage("RepoTune: no adapter has been trained for this workspace.");
     return undefined;

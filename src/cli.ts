@@ -25,14 +25,17 @@ import type { RunEvent } from "./protocol/run";
 const HELP = `Usage: repotune <command> [options]
 
 Commands:
-  tune <folder>       Build a dataset from the folder, train a LoRA adapter, and evaluate it against the base model
-                      on held-out files (the adapter is kept only if it completes them measurably better).
+  tune <folder> [<folder>...]
+                      Build a dataset from the folder, train a LoRA adapter, and evaluate it against the base model
+                      on held-out files (the adapter is kept only if it completes them measurably better). Several
+                      folders (a multi-root workspace) make one dataset, their paths prefixed with each folder's name.
   update <folder>     Continue an adapter (--adapter, from a RepoTune run) on the files changed since the commit it was
                       trained on plus a replay sample of the others, with its run's rank, alpha and sequence length,
                       on the same base model; evaluated and kept or not as with tune. --model defaults to the run's.
   eval <folder>       Evaluate an adapter (--adapter) against the base model on the folder's held-out files: the
                       run's held-out files when the adapter was trained on this folder, else every file.
-  dataset <folder>    Only build the dataset (train.bin, val.bin, meta.json).
+  dataset <folder> [<folder>...]
+                      Only build the dataset (train.bin, val.bin, meta.json), from one folder or several.
   complete <file>     Complete <file> at a cursor, with or without an adapter.
 
 Options:
@@ -98,20 +101,22 @@ async function main(argv: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  if (extra.length > 0) throw new CliError(`Unexpected arguments: ${extra.join(" ")}. Run repotune --help for the usage.`);
+  // tune and dataset take the folders of a multi-root workspace; the other commands one folder or file.
+  const manyFolders = command === "tune" || command === "dataset";
+  if (extra.length > 0 && !manyFolders) throw new CliError(`Unexpected arguments: ${extra.join(" ")}. Run repotune --help for the usage.`);
   if (target === undefined) throw new CliError(`repotune ${command} needs a ${command === "complete" ? "file" : "folder"}. Run repotune --help for the usage.`);
   switch (command) {
     case "tune":
-      return cmdTune(target, values);
+      return cmdTune([target, ...extra], values);
     case "dataset":
-      return cmdDataset(target, values);
+      return cmdDataset([target, ...extra], values);
     case "complete":
       return cmdComplete(target, values);
     case "eval":
       return cmdEval(target, values);
     case "update":
       if (!values.adapter) throw new CliError("repotune update needs --adapter PATH: the adapter (in a RepoTune run folder) to continue.");
-      return cmdTune(target, values, path.resolve(values.adapter));
+      return cmdTune([target], values, path.resolve(values.adapter));
     default:
       throw new CliError(`Unknown command "${command}". Commands: tune, update, eval, dataset, complete (repotune --help).`);
   }
@@ -120,13 +125,14 @@ async function main(argv: string[]): Promise<number> {
 // ---- tune -------------------------------------------------------------------------------------------------
 
 /** `tune`, or `update` when `parentAdapter` is given. */
-async function cmdTune(folder: string, values: Values, parentAdapter?: string): Promise<number> {
+async function cmdTune(folderArgs: string[], values: Values, parentAdapter?: string): Promise<number> {
   const t0 = Date.now();
   const python = await pickPython(values);
   const parentModel = parentAdapter && !values.model && !process.env.REPOTUNE_MODEL ? (await runOf(parentAdapter))?.manifest.baseModel.path : undefined;
   const modelPath = parentModel !== undefined ? await checkedModel(parentModel) : await pickModel(values, python);
   const settings = resolveSettings(trainSettings(values));
   const runsRoot = path.resolve(values.runs ?? defaultRunsRoot());
+  const folders = folderArgs.map((f) => path.resolve(f));
   const abort = new AbortController();
   const onSigint = () => {
     if (abort.signal.aborted) process.exit(1);
@@ -138,10 +144,10 @@ async function cmdTune(folder: string, values: Values, parentAdapter?: string): 
   let result: TuneResult;
   try {
     const opts = {
-      folder: path.resolve(folder), modelPath, python, trainerRoot, enginePath, runsRoot, settings,
+      folder: folders.length === 1 ? folders[0] : folders, modelPath, python, trainerRoot, enginePath, runsRoot, settings,
       onEvent: (e: RunEvent) => progress.on(e), signal: abort.signal, evaluation: evaluationSettings(values),
     };
-    result = parentAdapter ? await updateAdapter({ ...opts, parentAdapter }) : await tune(opts);
+    result = parentAdapter ? await updateAdapter({ ...opts, folder: folders[0], parentAdapter }) : await tune(opts);
   } finally {
     process.off("SIGINT", onSigint);
   }
@@ -149,7 +155,7 @@ async function cmdTune(folder: string, values: Values, parentAdapter?: string): 
   if (result.status === "stopped") throw new CliError(`Training was stopped. The run folder is ${result.runDir}.`);
   console.log(`done in ${seconds(Date.now() - t0)}: adapter ${result.adapterPath}`);
   console.log("");
-  if (result.evaluation) printEvaluation(result.evaluation, path.resolve(folder));
+  if (result.evaluation) printEvaluation(result.evaluation, folders);
   else console.log(`not kept: ${result.decision?.reason ?? "the adapter was not evaluated."}`);
   return 0;
 }
@@ -268,7 +274,7 @@ async function cmdEval(folder: string, values: Values): Promise<number> {
       },
     });
     console.log("");
-    printEvaluation(result, abs);
+    printEvaluation(result, [abs]);
   } finally {
     await engine.dispose();
   }
@@ -288,14 +294,17 @@ function evaluationSettings(values: Values): { maxTasks?: number; maxTokens?: nu
 
 const SAMPLES = 3;
 
-/** The table, then a few tasks with the expected text and both completions side by side. */
-function printEvaluation(result: EvaluationResult, folder: string): void {
+/**
+ * The table, then a few tasks with the expected text and both completions side by side. A task's file is in one of
+ * `folders` (a multi-root run evaluates on one of its folders).
+ */
+function printEvaluation(result: EvaluationResult, folders: string[]): void {
   console.log(evaluationTable(result));
   const samples = result.tasks.slice(0, SAMPLES);
   if (samples.length === 0) return;
   console.log(`\nthe first ${samples.length} tasks (greedy; expected = what the file has there, cut as a completion is):`);
   for (const [i, t] of samples.entries()) {
-    const text = readFileSafe(path.join(folder, t.file));
+    const text = folders.map((f) => readFileSafe(path.join(f, t.file))).find((x) => x !== "") ?? "";
     const lineText = text.slice(text.lastIndexOf("\n", t.offset - 1) + 1, t.offset);
     console.log(`\n[${i + 1}] ${t.file}:${t.line}:${t.col} (${t.kind})   ${lineText.trim()}\u258c`);
     console.log(sideBySide([["expected", t.expected], ["base", t.base], ["adapter", t.adapter]]));
@@ -315,18 +324,21 @@ function sideBySide(columns: [string, string][]): string {
 
 // ---- dataset ----------------------------------------------------------------------------------------------
 
-async function cmdDataset(folder: string, values: Values): Promise<number> {
+async function cmdDataset(folderArgs: string[], values: Values): Promise<number> {
   const t0 = Date.now();
   const python = values.model === "tiny" ? await pickPython(values) : "";
   const modelPath = await pickModel(values, python);
   const seqLen = resolveSettings(trainSettings(values)).seqLen;
-  const abs = path.resolve(folder);
-  const outDir = path.resolve(values.out ?? path.join(values.runs ?? defaultRunsRoot(), await repoIdFor(abs), `dataset-${newRunId()}`));
+  const folders = folderArgs.map((f) => path.resolve(f));
+  for (const f of folders) {
+    if (!(await fs.stat(f).then((s) => s.isDirectory(), () => false))) throw new CliError(`${f} is not a folder: pass the repository folder(s) to build the dataset from.`);
+  }
+  const outDir = path.resolve(values.out ?? path.join(values.runs ?? defaultRunsRoot(), await repoIdFor(folders), `dataset-${newRunId()}`));
   const engine = await EngineClient.start({ enginePath, log: () => undefined });
   try {
     const info = await engine.load(modelPath);
     const built = await buildDataset({
-      folder: abs, outDir, tokenizer: engine, format: promptFormatFor(info), model: info, modelPath, seqLen,
+      folder: folders.length === 1 ? folders[0] : folders, outDir, tokenizer: engine, format: promptFormatFor(info), model: info, modelPath, seqLen,
       seed: resolveSettings(trainSettings(values)).seed, log: (m) => console.log(`  ${m}`),
     });
     const s = built.summary;

@@ -2,11 +2,13 @@
 import * as vscode from "vscode";
 import * as path from "node:path";
 import type { Ctx } from "./ctx";
-import { listAdapters, repoIdFor, type AdapterEntry } from "./core/runStore";
+import { listAdapters, type AdapterEntry } from "./core/runStore";
 import type { RunController } from "./run";
 import { RunPanel } from "./views/runPanel";
 import { adapterCommands } from "./adapterActions";
+import { checkEnvironment, chooseModel } from "./models";
 import { updateAdapterCommand } from "./updateCommand";
+import { TRUSTED_ONLY, refuseInRestrictedMode } from "./trust";
 
 type Factory = (ctx: Ctx, run: RunController) => (...args: unknown[]) => unknown;
 
@@ -33,9 +35,9 @@ const showLog: Factory = (ctx) => () => ctx.log.show();
  * may pass the adapter's path.
  */
 const chooseAdapter: Factory = (ctx) => async (arg?: unknown) => {
-  if (typeof arg === "string") return ctx.setActiveAdapter(arg);
-  const folder = vscode.workspace.workspaceFolders?.[0];
-  const adapters = folder ? await listAdapters(ctx.runsRoot, await repoIdFor(folder.uri.fsPath)) : [];
+  if (typeof arg === "string") return ctx.activateAdapter(arg);
+  const repoId = await ctx.repoId();
+  const adapters = repoId ? await listAdapters(ctx.runsRoot, repoId) : [];
   type Item = vscode.QuickPickItem & { adapter?: AdapterEntry; action?: "base" | "browse" };
   const items: Item[] = adapters.map((a) => ({
     label: `${a.adapterPath === ctx.activeAdapter ? "$(check) " : ""}${a.runId}`,
@@ -53,11 +55,11 @@ const chooseAdapter: Factory = (ctx) => async (arg?: unknown) => {
     placeHolder: adapters.length ? "Adapters trained on this repository, newest first" : "No adapter trained on this repository yet",
   });
   if (!pick) return;
-  if (pick.adapter) return ctx.setActiveAdapter(pick.adapter.adapterPath);
+  if (pick.adapter) return ctx.activateAdapter(pick.adapter.adapterPath);
   if (pick.action === "base") return ctx.setActiveAdapter(null);
   if (pick.action === "browse") {
     const files = await vscode.window.showOpenDialog({ canSelectMany: false, filters: { "LoRA adapter (GGUF)": ["gguf"] }, openLabel: "Use adapter" });
-    if (files?.[0]) return ctx.setActiveAdapter(files[0].fsPath);
+    if (files?.[0]) return ctx.activateAdapter(files[0].fsPath);
   }
 };
 
@@ -69,6 +71,7 @@ const quickActions: Factory = (ctx) => async () => {
   const actions: (vscode.QuickPickItem & { command: string })[] = [
     { label: on ? "$(circle-slash) Turn inline completions off" : "$(sparkle) Turn inline completions on", command: "repotune.toggleCompletions" },
     { label: "$(layers) Choose adapter…", description: ctx.activeAdapter ? path.basename(ctx.activeAdapter) : "base model only", command: "repotune.chooseAdapter" },
+    { label: "$(server-process) Choose base model…", description: ctx.config.modelPath ? path.basename(ctx.config.modelPath) : "none set", command: "repotune.chooseModel" },
     { label: "$(graph-line) Show training run", command: "repotune.showRun" },
     { label: "$(sparkle) Fine-tune on this repo", command: "repotune.fineTune" },
     { label: "$(output) Show log", command: "repotune.showLog" },
@@ -77,7 +80,20 @@ const quickActions: Factory = (ctx) => async () => {
   if (pick) await vscode.commands.executeCommand(pick.command);
 };
 
-export const commands: Record<string, Factory> = {
+/**
+ * A command that trains, refused in Restricted Mode before it reads a setting or starts a process. Its menus are
+ * already disabled there (package.json `enablement`), but scripts, keybindings and the webviews run commands directly.
+ */
+const trustedOnly = (action: string, make: Factory): Factory => (ctx, run) => {
+  const handler = make(ctx, run);
+  return (...args) => {
+    if (vscode.workspace.isTrusted) return handler(...args);
+    refuseInRestrictedMode(action, ctx.log);
+    return null;
+  };
+};
+
+const allCommands: Record<string, Factory> = {
   "repotune.fineTune": fineTune,
   "repotune.stopTraining": stopTraining,
   "repotune.showRun": showRun,
@@ -85,7 +101,13 @@ export const commands: Record<string, Factory> = {
   "repotune.showLog": showLog,
   "repotune.chooseAdapter": chooseAdapter,
   "repotune.useBaseModel": useBaseModel,
+  "repotune.chooseModel": (ctx) => (arg?: unknown) => chooseModel(ctx, arg),
+  "repotune.checkEnvironment": (ctx) => () => checkEnvironment(ctx),
   "repotune.quickActions": quickActions,
   "repotune.updateAdapter": updateAdapterCommand,
   ...adapterCommands,
 };
+
+export const commands: Record<string, Factory> = Object.fromEntries(
+  Object.entries(allCommands).map(([id, make]) => [id, id in TRUSTED_ONLY ? trustedOnly(TRUSTED_ONLY[id], make) : make]),
+);

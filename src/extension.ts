@@ -10,19 +10,16 @@ import type { TuneResult } from "./core/tune";
 
 /** What activate() returns: used by the extension-host tests, and by other extensions that script RepoTune. */
 export interface RepoTuneApi {
-  state(): { phase: string; error: string | null; activeAdapter: string | null; modelPath: string | null; lastRun: TuneResult | null };
+  state(): { phase: string; step: number; error: string | null; activeAdapter: string | null; modelPath: string | null; lastRun: TuneResult | null };
   runFineTune(): Promise<TuneResult | null>;
   engineComplete(prefix: string, suffix: string, adapter: "active" | "none"): Promise<string>;
   /** Counters of the inline completion provider: generations started, most running at once, cache answers. */
   completionStats(): { requests: number; generations: number; running: number; maxRunning: number; cacheHits: number; joined: number };
 }
 
-/** The window's run controller, for deactivate(). */
-let controller: RunController | undefined;
-
 export function activate(context: vscode.ExtensionContext): RepoTuneApi {
   const ctx = new Ctx(context);
-  const run = (controller = new RunController(ctx));
+  const run = new RunController(ctx);
   const completions = new CompletionProvider(ctx);
   context.subscriptions.push(
     ctx,
@@ -34,9 +31,15 @@ export function activate(context: vscode.ExtensionContext): RepoTuneApi {
     ...Object.entries(commands).map(([id, make]) => vscode.commands.registerCommand(id, make(ctx, run))),
   );
   ctx.log.info(`RepoTune activated (extension at ${context.extensionUri.fsPath}).`);
+  if (!vscode.workspace.isTrusted) {
+    ctx.log.info("This folder is not trusted (Restricted Mode): fine-tuning is off until it is; completions from the adapter in use keep working.");
+  }
+
+  // A run the previous window started (before a reload) is followed again.
+  void run.reattach();
 
   return {
-    state: () => ({ phase: run.snapshot.phase, error: run.snapshot.error, activeAdapter: ctx.activeAdapter, modelPath: run.snapshot.model, lastRun: run.lastRun }),
+    state: () => ({ phase: run.snapshot.phase, step: run.snapshot.step, error: run.snapshot.error, activeAdapter: ctx.activeAdapter, modelPath: run.snapshot.model, lastRun: run.lastRun }),
     runFineTune: () => run.start(),
     engineComplete: async (prefix, suffix, adapter) => {
       const doc = await vscode.workspace.openTextDocument({ content: prefix + suffix });
@@ -47,7 +50,5 @@ export function activate(context: vscode.ExtensionContext): RepoTuneApi {
   };
 }
 
-/** VS Code waits for this promise on shutdown (a few seconds): long enough for the trainer's stop checkpoint. */
-export async function deactivate(): Promise<void> {
-  await controller?.shutdown(4_000);
-}
+/** Nothing to wait for: a training run goes on without the window (RunController.dispose). */
+export function deactivate(): void {}

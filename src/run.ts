@@ -6,16 +6,22 @@ import { updateAdapter } from "./core/update";
 import * as path from "node:path";
 import { resumeRun } from "./core/resume";
 import { readEvents } from "./core/runStore";
+import { canAttach, otherFollower, trainerRunning } from "./core/trainerDetached";
+import { restrictedModeMessage } from "./trust";
+import { latestRunDir } from "./views/runModel";
 import { applyRunEvent, emptySnapshot, snapshotForNewRun, snapshotFromEvents } from "./core/runSnapshot";
 import { messageOf, UserError } from "./core/errors";
 import type { RunEvent } from "./protocol/run";
 import type { RunSnapshot } from "./protocol/webview";
 
+/** How long a new window waits for the one before a reload to go before it follows that window's run. */
+const FOLLOWER_WAIT_MS = 15_000;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 export class RunController implements vscode.Disposable {
   private _snapshot: RunSnapshot;
   private abort: AbortController | undefined;
   private _lastRun: TuneResult | null = null;
-  private pipeline: Promise<TuneResult> | undefined;
   private readonly changed = new vscode.EventEmitter<RunSnapshot>();
   readonly onDidChange = this.changed.event;
 
@@ -51,8 +57,10 @@ export class RunController implements vscode.Disposable {
   }
 
   private async notifyError(message: string, setting?: string): Promise<void> {
-    const actions = setting ? ["Open Settings", "Show Log"] : ["Show Log"];
+    // A model problem is fixed by choosing one: from RepoTune's list, a file, or the tiny model.
+    const actions = [...(setting === "repotune.modelPath" ? ["Choose Base Model"] : []), ...(setting ? ["Open Settings"] : []), "Show Log"];
     const choice = await vscode.window.showErrorMessage(`RepoTune: ${message}`, ...actions);
+    if (choice === "Choose Base Model") await vscode.commands.executeCommand("repotune.chooseModel");
     if (choice === "Open Settings") await vscode.commands.executeCommand("workbench.action.openSettings", setting);
     if (choice === "Show Log") this.ctx.log.show(true);
   }
@@ -66,43 +74,60 @@ export class RunController implements vscode.Disposable {
     return this.launch((opts) => updateAdapter({ ...opts, parentAdapter }));
   }
 
-  private async launch(pipeline: (opts: TuneOptions) => Promise<TuneResult>): Promise<TuneResult | null> {
+  private launch(pipeline: (opts: TuneOptions) => Promise<TuneResult>): Promise<TuneResult | null> {
+    return this.drive(async (abort) => {
+      this.update(snapshotForNewRun(this._snapshot));
+      const folders = vscode.workspace.workspaceFolders ?? [];
+      if (folders.length === 0) throw new UserError("Open a folder first: RepoTune learns from the files of the open workspace (File > Open Folder).");
+      if (!vscode.workspace.isTrusted) {
+        throw new UserError(restrictedModeMessage("Fine-tuning"));
+      }
+      // One run at a time per repository: two trainers on one GPU would both run out of memory.
+      const repoId = (await this.ctx.repoId())!;
+      const latest = await latestRunDir(this.ctx.runsRoot, repoId).catch(() => null);
+      if (latest && trainerRunning(latest)) {
+        throw new UserError("This repository is already training in another VS Code window (its Run view shows it). Stop it there, or wait until it finishes.");
+      }
+      const [python, modelPath] = await Promise.all([this.ctx.python(), this.ctx.modelPath()]);
+      this.update({ ...this._snapshot, model: modelPath });
+      return () => pipeline({
+        // Every folder of a multi-root workspace: one dataset (paths prefixed by folder name), one run.
+        folder: folders.length === 1 ? folders[0]!.uri.fsPath : folders.map((f) => f.uri.fsPath),
+        modelPath,
+        python,
+        trainerRoot: this.ctx.trainerRoot,
+        enginePath: this.ctx.enginePath,
+        runsRoot: this.ctx.runsRoot,
+        settings: this.ctx.config.training,
+        // Include/exclude settings of the (first) folder; .repotuneignore files are each folder's own.
+        dataset: this.ctx.config.dataset(folders[0]!.uri),
+        // The held-out evaluation asks for completions with the budget inline completions get.
+        evaluation: { maxTokens: this.ctx.config.maxTokens },
+        onEvent: (e) => this.onEvent(e),
+        // The pipeline runs its own engine for tokenizing and stops it before training, so the model's memory
+        // is free for the trainer; the window's engine keeps serving completions.
+        signal: abort.signal,
+        // A window reload does not end the run: the reloaded window follows the trainer again (reattach()).
+        detached: true,
+      });
+    });
+  }
+
+  /**
+   * This window's run, one at a time: `prepare` checks and gathers what the pipeline needs (a UserError says what is
+   * missing) and returns it; the run then goes with a cancellable progress notification, and its result is acted on.
+   */
+  private async drive(prepare: (abort: AbortController) => Promise<() => Promise<TuneResult>>): Promise<TuneResult | null> {
     if (this.running) {
       void vscode.window.showInformationMessage("RepoTune is already training; stop the current run first.");
       return null;
     }
     // Claimed before the first await: a second start while the folder is being picked must see this run.
     const abort = (this.abort = new AbortController());
-    this.update(snapshotForNewRun(this._snapshot));
     try {
-      const folder = await pickFolder();
-      if (!folder) {
-        this.fail(new UserError("Open a folder first: RepoTune learns from the files of the open workspace (File > Open Folder)."));
-        return null;
-      }
-      if (!vscode.workspace.isTrusted) {
-        this.fail(new UserError("Fine-tuning runs Python and reads every file of the workspace, so it needs a trusted workspace. Trust this folder to fine-tune."));
-        return null;
-      }
       await vscode.commands.executeCommand("setContext", "repotune.training", true);
-      const [python, modelPath] = await Promise.all([this.ctx.python(), this.ctx.modelPath()]);
-      this.update({ ...this._snapshot, model: modelPath });
-      const result = await this.withProgress(abort, () => this.pipeline = pipeline({
-          folder: folder.uri.fsPath,
-          modelPath,
-          python,
-          trainerRoot: this.ctx.trainerRoot,
-          enginePath: this.ctx.enginePath,
-          runsRoot: this.ctx.runsRoot,
-          settings: this.ctx.config.training,
-          dataset: this.ctx.config.dataset(folder.uri),
-          // The held-out evaluation asks for completions with the budget inline completions get.
-          evaluation: { maxTokens: this.ctx.config.maxTokens },
-          onEvent: (e) => this.onEvent(e),
-          // The pipeline runs its own engine for tokenizing and stops it before training, so the model's memory
-          // is free for the trainer; the window's engine keeps serving completions.
-          signal: abort.signal,
-        }));
+      const work = await prepare(abort);
+      const result = await this.withProgress(abort, work);
       this._lastRun = result;
       this.resumeEngine();
       await this.finish(result);
@@ -117,24 +142,49 @@ export class RunController implements vscode.Disposable {
     }
   }
 
-  /** Continues a stopped or interrupted run from its newest checkpoint, in its own folder (src/core/resume.ts). */
-  async resume(runDir: string): Promise<TuneResult | null> {
-    if (this.running) {
-      void vscode.window.showInformationMessage("RepoTune is already training; stop the current run first.");
-      return null;
+  /**
+   * Follows a run of this workspace whose trainer outlived the window that started it (the window reloaded; or
+   * VS Code closed, and the trainer stopped itself with a checkpoint when nobody renewed its lease), to its end:
+   * the charts continue, and the adapter is evaluated and activated as if the window had never gone.
+   */
+  async reattach(): Promise<void> {
+    // Restricted Mode runs no training; a trainer left running stops itself when its lease runs out.
+    if (this.running || !vscode.workspace.isTrusted) return;
+    const repoId = await this.ctx.repoId();
+    const dir = repoId ? await latestRunDir(this.ctx.runsRoot, repoId).catch(() => null) : null;
+    if (!dir || !canAttach(dir)) return;
+    // The window before a reload may take a moment to go; another window on this repository stays, and keeps the
+    // run (this one shows it from its events file).
+    for (let waited = 0; otherFollower(dir) !== undefined && waited < FOLLOWER_WAIT_MS; waited += 500) await sleep(500);
+    if (otherFollower(dir) !== undefined) {
+      this.ctx.log.info(`Another window follows the run in ${dir}; this one shows it from its events file.`);
+      return;
     }
-    const abort = (this.abort = new AbortController());
-    try {
+    this.ctx.log.info(`Following the trainer of ${dir} again.`);
+    await this.resume(dir, true);
+  }
+
+  /**
+   * Continues a stopped or interrupted run from its newest checkpoint, in its own folder (src/core/resume.ts);
+   * `attach`: its trainer is still running, follow it instead.
+   */
+  async resume(runDir: string, attach = false): Promise<TuneResult | null> {
+    return this.drive(async (abort) => {
       // The run's history first, so that the views continue its charts rather than start over.
-      const events = await readEvents(path.join(runDir, "events.jsonl")).catch(() => []);
+      const events: RunEvent[] = await readEvents(path.join(runDir, "events.jsonl")).catch(() => []);
       this.update(snapshotFromEvents(events, this.ctx.activeAdapter));
-      if (!vscode.workspace.isTrusted) {
-        this.fail(new UserError("Resuming runs Python on this workspace's data, so it needs a trusted workspace. Trust this folder to resume."));
-        return null;
+      // A trainer followed again has started long ago: its start event is history, so the GPU is handed over here.
+      const started = [...events].reverse().find((e) => e.type === "trainer" && e.event.event === "start");
+      if (attach && started?.type === "trainer" && started.event.event === "start" && started.event.device !== "cpu") {
+        this.pausedEngine = true;
+        void this.ctx.engine.pause("training is using the GPU");
       }
-      await vscode.commands.executeCommand("setContext", "repotune.training", true);
-      const python = await this.ctx.python();
-      const result = await this.withProgress(abort, () => this.pipeline = resumeRun({
+      if (!vscode.workspace.isTrusted) {
+        throw new UserError(restrictedModeMessage("Resuming a training run"));
+      }
+      // Following a trainer that runs already needs no interpreter: no self-test delays the charts.
+      const python = attach ? this.ctx.config.pythonPath ?? "" : await this.ctx.python();
+      return () => resumeRun({
         runDir,
         python,
         trainerRoot: this.ctx.trainerRoot,
@@ -143,19 +193,10 @@ export class RunController implements vscode.Disposable {
         evaluation: { maxTokens: this.ctx.config.maxTokens },
         onEvent: (e) => this.onEvent(e),
         signal: abort.signal,
-      }));
-      this._lastRun = result;
-      this.resumeEngine();
-      await this.finish(result);
-      return result;
-    } catch (err) {
-      this.fail(err);
-      return null;
-    } finally {
-      this.resumeEngine();
-      this.abort = undefined;
-      await vscode.commands.executeCommand("setContext", "repotune.training", false);
-    }
+        detached: true,
+        attach,
+      });
+    });
   }
 
   stop(): void {
@@ -169,6 +210,10 @@ export class RunController implements vscode.Disposable {
 
   private onEvent(e: RunEvent): void {
     this.ctx.log.info(describe(e));
+    // An adapter the evaluation keeps is active by the time the run shows as done (never a moment of "Activate").
+    if (e.type === "adapter") this.newAdapter = e.adapterPath;
+    if (e.type === "evaluation" && e.evaluation.decision.keep && this.newAdapter) void this.ctx.setActiveAdapter(this.newAdapter);
+    if (e.type === "run") this.newAdapter = null;
     this.update(applyRunEvent(this._snapshot, e));
     // On a GPU, the window's engine gives its memory to the trainer and takes it back when training ends.
     if (e.type === "trainer" && e.event.event === "start" && e.event.device !== "cpu") {
@@ -180,6 +225,8 @@ export class RunController implements vscode.Disposable {
   }
 
   private pausedEngine = false;
+  /** The adapter the current run wrote, until the evaluation decides on it. */
+  private newAdapter: string | null = null;
 
   private resumeEngine(): void {
     if (!this.pausedEngine) return;
@@ -203,17 +250,10 @@ export class RunController implements vscode.Disposable {
   }
 
   /**
-   * Closing the window stops training cleanly: the trainer gets SIGINT, finishes its step and checkpoints, and is
-   * awaited (up to `graceMs`) so that no orphan holds the GPU and the run can be resumed.
+   * Closing or reloading the window does not stop the trainer (it runs detached): a reloaded window follows it again,
+   * and when VS Code is closed the trainer stops itself, with a checkpoint, once nobody renews its lease (30 s).
    */
-  async shutdown(graceMs: number): Promise<void> {
-    if (!this.abort) return;
-    this.abort.abort();
-    await Promise.race([this.pipeline?.catch(() => undefined), new Promise((r) => setTimeout(r, graceMs))]);
-  }
-
   dispose(): void {
-    this.abort?.abort();
     this.changed.dispose();
   }
 
@@ -244,12 +284,6 @@ export class RunController implements vscode.Disposable {
     }
     if (choice === "Show Log") this.ctx.log.show(true);
   }
-}
-
-async function pickFolder(): Promise<vscode.WorkspaceFolder | undefined> {
-  const folders = vscode.workspace.workspaceFolders ?? [];
-  if (folders.length <= 1) return folders[0];
-  return vscode.window.showWorkspaceFolderPick({ placeHolder: "Which folder should RepoTune learn from?" });
 }
 
 function progressMessage(s: RunSnapshot): string {

@@ -62,6 +62,7 @@ VSCODE_RUN=test/vscode/run.mjs
 [ "$RUNNER" = electron ] && VSCODE_RUN=test/vscode/run-electron.mjs
 node "$VSCODE_RUN"
 node "$VSCODE_RUN" --no-folder --tests out/test/vscode/suite/nofolder/index.js
+node "$VSCODE_RUN" --untrusted --tests out/test/vscode/suite/untrusted/index.js
 done_stage
 
 # Packaged before the UI tests, which install the extension from this VSIX as a user would.

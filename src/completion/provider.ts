@@ -13,6 +13,7 @@ import { CompletionScheduler, type Trace } from "../core/completionScheduler";
 import { adapterInfo } from "../core/runStore";
 import { EngineError } from "../core/engineClient";
 import { repoName } from "../core/repoName";
+import { datasetPathOf, datasetRoots } from "../core/dataset/roots";
 
 /** Context a completion prompt carries when the adapter's own training length is unknown (the base model alone). */
 const DEFAULT_WINDOW_TOKENS = 1024;
@@ -78,15 +79,21 @@ export class CompletionProvider implements vscode.InlineCompletionItemProvider, 
   ): Promise<string | undefined> {
     try {
       const modelPath = await this.ctx.modelPath();
-      const folder = vscode.workspace.getWorkspaceFolder(doc.uri);
-      const filePath = folder ? path.relative(folder.uri.fsPath, doc.uri.fsPath).split(path.sep).join("/") : path.basename(doc.uri.fsPath);
+      // An adapter trained on another base model (repotune.modelPath changed since) would make completions worse.
+      if (adapterPath !== null && this.ctx.adapterProblem(adapterPath, modelPath)) adapterPath = null;
+      // The file's path as the dataset wrote it: relative to its folder, prefixed with the folder's name in a
+      // multi-root workspace (src/core/dataset/roots.ts), so that the prompt's header is the training one.
+      const folders = this.ctx.folderPaths;
+      const inWorkspace = !doc.isUntitled && folders.length ? datasetPathOf(datasetRoots(folders), doc.uri.fsPath) : null;
+      const folder = inWorkspace?.root.folder ?? null;
+      const filePath = inWorkspace?.path ?? path.basename(doc.uri.fsPath);
       const { client, info } = await this.ctx.engine.ready(modelPath);
       if (this.densityModel !== info.path) {
         this.density.clear();
         this.densityModel = info.path;
       }
       const format = promptFormatFor(info);
-      const repo = folder ? await repoName(folder.uri.fsPath) : "";
+      const repo = folder ? await repoName(folder) : "";
       const text = key.prefix + key.suffix;
       const shape = await this.promptShapeFor(adapterPath);
       // The serving path, shared with the held-out evaluation. supersede: whatever else this window still generates

@@ -13,13 +13,18 @@ export interface EstimateRequest {
   rank: number;
   /** Where training will run: "cpu", or a GPU kind ("cuda", "mps"), whose memory the GPU formula describes. */
   device: string;
+  /** The trainer's --base-weights form (default keep). */
+  baseWeights?: "keep" | "q8_0" | "q4_0";
+  /** The trainer's --grad-checkpoint. */
+  gradCheckpoint?: boolean;
 }
 
 export function estimateMemory(r: EstimateRequest): Promise<TrainerMemoryEstimate> {
   const { command, cwd, env } = trainerSpawn(r.python, r.trainerRoot);
   const args = [
     "-m", "repotune_trainer.memory", "--model", r.modelPath, "--seq-len", String(r.seqLen), "--batch", String(r.batch),
-    "--rank", String(r.rank), "--device", r.device === "cpu" ? "cpu" : "cuda",
+    "--rank", String(r.rank), "--device", r.device === "cpu" ? "cpu" : r.device === "mps" ? "mps" : "cuda",
+    ...(r.baseWeights ? ["--base-weights", r.baseWeights] : []), ...(r.gradCheckpoint ? ["--grad-checkpoint"] : []),
   ];
   return new Promise((resolve, reject) => {
     execFile(command, args, { cwd, env, timeout: 120_000, windowsHide: true }, (err, stdout, stderr) => {

@@ -9,14 +9,15 @@ import { promises as fs, appendFileSync } from "node:fs";
 import * as path from "node:path";
 import type { DatasetSummary, EvalDecision, RunEvent } from "../protocol/run";
 import type { TrainerEvent } from "../protocol/trainer";
-import { EngineClient } from "./engineClient";
+import { RestartingEngine } from "./eval/restartingEngine";
 import { promptFormatFor } from "./promptFormat";
 import { UserError, messageOf } from "./errors";
 import { writeJsonAtomic } from "./atomic";
 import { evaluate, summaryOf, EvaluationStopped, type EvaluationResult } from "./eval/evaluate";
 import { readDatasetFiles, readDatasetMeta } from "./dataset/write";
-import { runTrainer, type TrainerExit } from "./trainerProcess";
-import { MODEL_SETTING, resolveSettings, trainerArgs, type TrainSettings, type TuneResult } from "./tune";
+import type { TrainerExit } from "./trainerProcess";
+import { attachTrainer } from "./trainerDetached";
+import { MODEL_SETTING, resolveSettings, trainerArgs, trainerRunner, type TrainSettings, type TuneResult } from "./tune";
 import {
   appendEvent, fileIdentity, gitCommit, readEvents, readManifest, runPaths, writeManifest,
   type RunManifest, type RunPaths,
@@ -32,6 +33,13 @@ export interface ResumeOptions {
   onEvent: (e: RunEvent) => void;
   signal?: AbortSignal;
   evaluation?: { maxTasks?: number; maxTokens?: number };
+  /** Start the trainer detached from this process (the extension; trainerDetached.ts). */
+  detached?: boolean;
+  /**
+   * Do not start a trainer: follow the one still training for this run (started detached by a window that has since
+   * reloaded), then finish the run as usual.
+   */
+  attach?: boolean;
 }
 
 /** What resuming a run folder continues: its model, data, settings and newest checkpoint. */
@@ -53,8 +61,11 @@ export async function newestCheckpoint(runDir: string): Promise<string | null> {
   return newest ? path.join(dir, newest) : null;
 }
 
-/** Checks that `runDir` can be resumed and says how; throws a UserError that says why not. */
-export async function resumePlan(runDir: string, current: Partial<TrainSettings> = {}): Promise<ResumePlan> {
+/**
+ * Checks that `runDir` can be resumed and says how; throws a UserError that says why not. `attaching`: its trainer
+ * still runs, so it needs no checkpoint yet.
+ */
+export async function resumePlan(runDir: string, current: Partial<TrainSettings> = {}, attaching = false): Promise<ResumePlan> {
   const paths = runPathsOf(runDir);
   const events = await readEvents(paths.eventsPath).catch((err: unknown) => {
     throw new UserError(`The run folder ${runDir} has no readable events file (${messageOf(err)}), so it cannot be resumed. Fine-tune again.`);
@@ -63,8 +74,8 @@ export async function resumePlan(runDir: string, current: Partial<TrainSettings>
   if (!start) throw new UserError(`The run in ${runDir} never started, so there is nothing to resume. Fine-tune again.`);
   const last = events.filter((e): e is Extract<RunEvent, { type: "phase" }> => e.type === "phase").pop()?.phase;
   if (last === "done") throw new UserError("This run already finished: its adapter is in the adapters list. Fine-tune again to train a new one.");
-  const checkpoint = await newestCheckpoint(runDir);
-  if (!checkpoint) {
+  const checkpoint = await newestCheckpoint(runDir) ?? (attaching ? "" : null);
+  if (checkpoint === null) {
     throw new UserError("This run stopped before its first checkpoint, so there is nothing to resume from. Fine-tune again.");
   }
   const meta = await readDatasetMeta(paths.dataDir).catch(() => null);
@@ -112,32 +123,55 @@ export async function resumeRun(opts: ResumeOptions): Promise<TuneResult> {
   };
 
   let plan: ResumePlan;
+  let history: RunEvent[] = [];
   try {
-    plan = await resumePlan(opts.runDir, opts.settings);
+    plan = await resumePlan(opts.runDir, opts.settings, opts.attach);
+    if (opts.attach) history = await readEvents(paths.eventsPath);
   } catch (err) {
     return fail(err);
   }
   result.summary = plan.summary;
-  emit({ type: "run", time: Date.now(), runId: paths.runId, folder: plan.folder, modelPath: plan.modelPath, runDir: paths.runDir });
-  emit({ type: "log", time: Date.now(), message: `Resuming from ${path.basename(plan.checkpoint)}.` });
+  if (opts.attach) {
+    emit({ type: "log", time: Date.now(), message: "The trainer went on without the window: following it again." });
+  } else {
+    emit({ type: "run", time: Date.now(), runId: paths.runId, folder: plan.folder, modelPath: plan.modelPath, runDir: paths.runDir });
+    emit({ type: "log", time: Date.now(), message: `Resuming from ${path.basename(plan.checkpoint)}.` });
+  }
   emit({ type: "phase", time: Date.now(), phase: "training" });
   const started = Date.now();
   let lastStep: Extract<TrainerEvent, { event: "step" }> | null = null;
   let device: string | null = null;
   try {
-    const exit = await runTrainer({
-      python: opts.python,
-      trainerRoot: opts.trainerRoot,
-      args: [...trainerArgs(plan.modelPath, paths, plan.settings), "--resume"],
-      onEvent: (event) => {
+    const follow = {
+      onEvent: (event: TrainerEvent) => {
         if (event.event === "step") lastStep = event;
         if (event.event === "start") device = event.device;
         emit({ type: "trainer", time: Date.now(), event });
       },
-      onMalformed: (line) => emit({ type: "log", time: Date.now(), message: `trainer: ${line}` }),
+      onMalformed: (line: string) => emit({ type: "log", time: Date.now(), message: `trainer: ${line}` }),
       logPath: paths.trainerLogPath,
       signal: opts.signal,
-    });
+    };
+    let exit: TrainerExit;
+    if (opts.attach) {
+      // What the history holds already (the trainer's own timestamps) is not emitted twice.
+      const seen = history.reduce((t, e) => (e.type === "trainer" && e.event.time !== undefined ? Math.max(t, e.event.time) : t), 0);
+      for (const e of history) {
+        if (e.type !== "trainer") continue;
+        if (e.event.event === "step") lastStep = e.event;
+        if (e.event.event === "start") device = e.event.device;
+      }
+      const attached = attachTrainer(paths.runDir, seen, follow);
+      if (!attached) throw new UserError("The trainer of this run is no longer running and left no result. Resume the run to continue from its newest checkpoint.");
+      exit = await attached;
+    } else {
+      exit = await trainerRunner(opts.detached, paths.runDir)({
+        python: opts.python,
+        trainerRoot: opts.trainerRoot,
+        args: [...trainerArgs(plan.modelPath, paths, plan.settings), "--resume"],
+        ...follow,
+      });
+    }
     const [model, commit] = await Promise.all([fileIdentity(plan.modelPath), gitCommit(plan.folder)]);
     const manifest = (status: RunManifest["status"], steps: number, adapter: string | null, checkpoint: string | null): RunManifest => ({
       format: "repotune-run", version: 1, runId: paths.runId, repoId: paths.repoId, folder: plan.folder, created: plan.created,
@@ -190,7 +224,7 @@ function trainerFailure(exit: TrainerExit, paths: RunPaths): Error {
     return new UserError(`Training failed: ${final.message}${model ? " Choose another base model in repotune.modelPath." : ""}`, model ? MODEL_SETTING : undefined);
   }
   if (exit.spawnError) return new UserError(`The trainer could not start: ${exit.spawnError}. Set repotune.pythonPath to a Python with PyTorch.`, "repotune.pythonPath");
-  const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
+  const how = exit.signal ? `was killed by ${exit.signal}` : exit.code !== null ? `exited with code ${exit.code}` : "ended";
   const tail = exit.stderrTail.trim().split("\n").slice(-5).join("\n");
   return new Error(`The trainer ${how} without finishing${tail ? `:\n${tail}` : "."}\nThe full log is in ${paths.trainerLogPath}. The newest checkpoint is kept: resume to continue from it.`);
 }
@@ -200,11 +234,11 @@ async function evaluateResumed(
   opts: ResumeOptions, plan: ResumePlan, emit: (e: RunEvent) => void, adapterStep: number, result: TuneResult,
 ): Promise<{ evaluation: EvaluationResult | null; decision: EvalDecision }> {
   emit({ type: "phase", time: Date.now(), phase: "evaluating" });
-  let engine: EngineClient | undefined;
+  let engine: RestartingEngine | undefined;
   try {
     const files = await readDatasetFiles(plan.paths.dataDir);
-    engine = await EngineClient.start({ enginePath: opts.enginePath, log: (line) => engineLog(plan.paths, line) });
-    const info = await engine.load(plan.modelPath);
+    engine = await RestartingEngine.start({ enginePath: opts.enginePath, log: (line) => engineLog(plan.paths, line) }, plan.modelPath);
+    const info = engine.info;
     let last = 0;
     const evaluation = await evaluate({
       engine, modelInfo: info, format: promptFormatFor(info), folder: plan.folder, files: files.val, split: files.split,

@@ -10,10 +10,16 @@ import { writeJsonAtomic } from "./atomic";
 import { gitText } from "./git";
 
 
-/** Identifies a workspace folder: the same folder, however reached (symlinks, relative paths), gets the same id. */
-export async function repoIdFor(folder: string): Promise<string> {
-  const real = await fs.realpath(folder).catch(() => path.resolve(folder));
-  return createHash("sha256").update(real).digest("hex").slice(0, 16);
+/**
+ * Identifies a workspace folder: the same folder, however reached (symlinks, relative paths), gets the same id. A
+ * multi-root workspace (several folders) gets one id for the set, whatever their order; one folder given as a list
+ * is that folder, so its runs stay where they were.
+ */
+export async function repoIdFor(folder: string | readonly string[]): Promise<string> {
+  const folders = typeof folder === "string" ? [folder] : folder;
+  const real = [...new Set(await Promise.all(folders.map((f) => fs.realpath(f).catch(() => path.resolve(f)))))].sort();
+  // NUL cannot occur in a path: the joined list names exactly one set of folders.
+  return createHash("sha256").update(real.join("\0")).digest("hex").slice(0, 16);
 }
 
 /** e.g. 20251129T033200123Z-3fa9c1: UTC time to the millisecond, so ids sort by creation, then a random suffix. */
@@ -55,14 +61,15 @@ export function runPaths(runsRoot: string, repoId: string, runId: string): RunPa
   };
 }
 
-/** A new, empty run folder for `folder`. */
-export async function createRun(runsRoot: string, folder: string): Promise<RunPaths> {
+/** A new, empty run folder for `folder` (or a multi-root workspace's folders). */
+export async function createRun(runsRoot: string, folder: string | readonly string[]): Promise<RunPaths> {
   const repoId = await repoIdFor(folder);
   for (;;) {
     const paths = runPaths(runsRoot, repoId, newRunId());
-    await fs.mkdir(path.dirname(paths.runDir), { recursive: true });
+    // User-only (0700): a run folder holds the repository's code as training data, and an adapter that learned it.
+    await fs.mkdir(path.dirname(paths.runDir), { recursive: true, mode: 0o700 });
     try {
-      await fs.mkdir(paths.runDir); // not recursive: fails if the id was somehow taken, and we draw another
+      await fs.mkdir(paths.runDir, { mode: 0o700 }); // not recursive: fails if the id was somehow taken, and we draw another
       return paths;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;

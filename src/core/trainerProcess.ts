@@ -1,8 +1,9 @@
 // Runs `python -m repotune_trainer ...` and turns its stdout into typed events. The trainer is started with an
-// argument list (no shell) and a minimal environment; a line that does not parse is reported, never fatal.
+// argument list (no shell) and a minimal environment (python.ts trainerSpawn); a line that does not parse, however
+// long or garbled, is reported and skipped, never fatal.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream } from "node:fs";
-import * as readline from "node:readline";
+import type { Readable } from "node:stream";
 import { parseTrainerLine, type TrainerEvent } from "../protocol/trainer";
 import { trainerSpawn } from "./python";
 
@@ -12,7 +13,10 @@ export interface TrainerProcessOptions {
   /** Arguments after `-m repotune_trainer`. */
   args: string[];
   onEvent: (event: TrainerEvent) => void;
-  /** A stdout line that is not a trainer event (a stray print from a library, a truncated line). */
+  /**
+   * A stdout line that is not a trainer event (a stray print from a library, a truncated line), cut to its first
+   * MALFORMED_PREVIEW_CHARS characters so that a runaway print cannot flood the run's log.
+   */
   onMalformed: (line: string, reason: string) => void;
   /** The trainer's stderr (its human-readable log) is copied here. */
   logPath?: string;
@@ -35,6 +39,9 @@ export interface TrainerExit {
 }
 
 const STDERR_TAIL_CHARS = 8 * 1024;
+/** The longest stdout line read as an event: the trainer's longest (start) is well under a kilobyte. */
+export const MAX_EVENT_LINE_BYTES = 1024 * 1024;
+export const MALFORMED_PREVIEW_CHARS = 1000;
 const live = new Set<ChildProcess>();
 let exitHookInstalled = false;
 
@@ -66,15 +73,17 @@ export function runTrainer(opts: TrainerProcessOptions): Promise<TrainerExit> {
     };
     opts.signal?.addEventListener("abort", onAbort, { once: true });
 
-    const lines = readline.createInterface({ input: child.stdout!, crlfDelay: Infinity });
-    lines.on("line", (line) => {
+    const malformed = (line: string, reason: string) => {
+      const preview = line.length > MALFORMED_PREVIEW_CHARS ? `${line.slice(0, MALFORMED_PREVIEW_CHARS)}… (${line.length} characters)` : line;
+      opts.onMalformed(preview, reason);
+    };
+    const stdout = readLines(child.stdout!, MAX_EVENT_LINE_BYTES, (line) => {
       if (line.trim() === "") return;
       const parsed = parseTrainerLine(line);
-      if (!parsed.ok) return opts.onMalformed(line, parsed.reason);
+      if (!parsed.ok) return malformed(line, parsed.reason);
       if (parsed.event.event === "done" || parsed.event.event === "stopped" || parsed.event.event === "error") result.final = parsed.event;
       opts.onEvent(parsed.event);
-    });
-    const stdoutClosed = new Promise<void>((r) => lines.once("close", r));
+    }, (head, bytes) => malformed(head, `a line of ${bytes} bytes, longer than any trainer event (at most ${MAX_EVENT_LINE_BYTES})`));
 
     child.stderr!.setEncoding("utf8");
     child.stderr!.on("data", (chunk: string) => {
@@ -89,13 +98,13 @@ export function runTrainer(opts: TrainerProcessOptions): Promise<TrainerExit> {
       live.delete(child);
       clearTimeout(killTimer);
       opts.signal?.removeEventListener("abort", onAbort);
-      await stdoutClosed;
+      await stdout.closed;
       await new Promise<void>((r) => (log ? log.end(r) : r()));
       resolve(result);
     };
     child.on("error", (err: NodeJS.ErrnoException) => {
       result.spawnError = err.code === "ENOENT" ? `${opts.python} was not found` : err.message;
-      lines.close();
+      stdout.close();
       void finish();
     });
     child.on("close", (code, signal) => {
@@ -104,6 +113,64 @@ export function runTrainer(opts: TrainerProcessOptions): Promise<TrainerExit> {
       void finish();
     });
   });
+}
+
+/**
+ * Splits a byte stream into UTF-8 lines, like readline, but holds at most `maxBytes` of one line: a longer line is
+ * dropped as it streams in and reported with its first bytes and its size, so that a print without a newline cannot
+ * fill the memory. Bytes that are not UTF-8 become U+FFFD (the line then fails to parse and is reported).
+ */
+function readLines(
+  input: Readable,
+  maxBytes: number,
+  onLine: (line: string) => void,
+  onTooLong: (head: string, bytes: number) => void,
+): { closed: Promise<void>; close: () => void } {
+  let parts: Buffer[] = [];
+  let size = 0;
+  // Bytes of the line being dropped (0: not dropping), and its start for the report.
+  let dropped = 0;
+  let head = "";
+  const endLine = () => {
+    if (dropped > 0) onTooLong(head, dropped);
+    else onLine(Buffer.concat(parts, size).toString("utf8").replace(/\r$/, ""));
+    parts = [];
+    size = 0;
+    dropped = 0;
+  };
+  input.on("data", (chunk: Buffer) => {
+    for (let start = 0; ; ) {
+      const newline = chunk.indexOf(10, start);
+      const piece = chunk.subarray(start, newline === -1 ? chunk.length : newline);
+      if (dropped > 0) {
+        dropped += piece.length;
+      } else if (size + piece.length > maxBytes) {
+        head = Buffer.concat([...parts, piece.subarray(0, MALFORMED_PREVIEW_CHARS)]).subarray(0, MALFORMED_PREVIEW_CHARS).toString("utf8");
+        dropped = size + piece.length;
+        parts = [];
+        size = 0;
+      } else if (piece.length > 0) {
+        parts.push(piece);
+        size += piece.length;
+      }
+      if (newline === -1) break;
+      endLine();
+      start = newline + 1;
+    }
+  });
+  let close!: () => void;
+  const closed = new Promise<void>((resolve) => {
+    let done = false;
+    close = () => {
+      if (done) return;
+      done = true;
+      if (size > 0 || dropped > 0) endLine();
+      resolve();
+    };
+  });
+  input.once("end", close);
+  input.once("close", close);
+  return { closed, close };
 }
 
 function killTree(child: ChildProcess): void {

@@ -10,11 +10,13 @@ import { promptFormatFor } from "./promptFormat";
 import { UserError, messageOf } from "./errors";
 import type { ExampleMix } from "./dataset/fim";
 import { buildDataset, DatasetAborted } from "./dataset/build";
+import { datasetRoots, type DatasetRoot } from "./dataset/roots";
 import type { DatasetFiles } from "./dataset/write";
 import { writeJsonAtomic } from "./atomic";
 import { evaluate, summaryOf, EvaluationStopped, type EvaluationResult } from "./eval/evaluate";
 import { checkPython, PYTHON_SETTING } from "./python";
-import { runTrainer, type TrainerExit } from "./trainerProcess";
+import { runTrainer, type TrainerExit, type TrainerProcessOptions } from "./trainerProcess";
+import { runDetachedTrainer } from "./trainerDetached";
 import { estimateMemory } from "./memoryEstimate";
 import {
   appendEvent, createRun, fileIdentity, gitCommit, writeManifest, TrainSettingsSchema,
@@ -33,7 +35,11 @@ export interface TrainSettings {
 }
 
 export interface TuneOptions {
-  folder: string;
+  /**
+   * The folder to learn from, or the folders of a multi-root workspace (one dataset across all of them, paths
+   * prefixed with each folder's name; see dataset/roots.ts). The run is stored under an id of all of them.
+   */
+  folder: string | readonly string[];
   modelPath: string;
   python: string;
   trainerRoot: string;
@@ -50,6 +56,8 @@ export interface TuneOptions {
   evaluation?: { maxTasks?: number; maxTokens?: number };
   /** An adapter update (src/core/update.ts, which checks the parent): continue from `parentAdapter` on the files changed since `sinceCommit`. */
   update?: { parentAdapter: string; parentRunId: string; sinceCommit: string; replayFraction?: number };
+  /** The trainer outlives the caller (the extension: a reloaded window attaches to it again; trainerDetached.ts). */
+  detached?: boolean;
 }
 
 export interface TuneResult {
@@ -131,17 +139,17 @@ class Pipeline {
 
   async run(): Promise<TuneResult> {
     const { opts, run_: run } = this;
-    this.emit({ type: "run", time: Date.now(), runId: run.runId, folder: opts.folder, modelPath: opts.modelPath, runDir: run.runDir });
+    this.emit({ type: "run", time: Date.now(), runId: run.runId, folder: this.firstFolder, modelPath: opts.modelPath, runDir: run.runDir });
     this.emit({ type: "phase", time: Date.now(), phase: "preparing" });
     let ownEngine: EngineClient | undefined;
     try {
       const settings = resolveSettings(opts.settings);
-      await checkFolder(opts.folder);
+      for (const root of datasetRoots(opts.folder)) await checkFolder(root.folder);
       await checkGguf(opts.modelPath);
       // Slow checks run while the dataset is built; their failures are reported after it, in this order.
       const python = settle(checkPython(opts.python, opts.trainerRoot));
       const model = settle(fileIdentity(opts.modelPath));
-      const commit = gitCommit(opts.folder);
+      const commit = gitCommit(this.firstFolder);
 
       let engine = opts.engine;
       if (!engine) {
@@ -199,7 +207,7 @@ class Pipeline {
       await this.estimate(opts, settings, settings.device === "auto" ? selftest.device ?? "cpu" : settings.device);
       if (opts.signal?.aborted) return this.finishStopped(settings, await model.unwrap(), await commit, null);
       this.emit({ type: "phase", time: Date.now(), phase: "training" });
-      const exit = await runTrainer({
+      const exit = await trainerRunner(opts.detached, run.runDir)({
         python: opts.python,
         trainerRoot: opts.trainerRoot,
         args: [...trainerArgs(opts.modelPath, run, settings), ...(opts.update ? ["--init-adapter", path.resolve(opts.update.parentAdapter)] : [])],
@@ -269,7 +277,7 @@ class Pipeline {
     }
     if (exit.aborted) return this.finishStopped(settings, model, commit, null);
     if (exit.spawnError) return this.fail(new UserError(`The trainer could not start: ${exit.spawnError}. Set ${PYTHON_SETTING} to a Python with PyTorch.`, PYTHON_SETTING));
-    const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
+    const how = exit.signal ? `was killed by ${exit.signal}` : exit.code !== null ? `exited with code ${exit.code}` : "ended";
     const tail = exit.stderrTail.trim().split("\n").slice(-5).join("\n");
     return this.fail(new Error(`The trainer ${how} without finishing${tail ? `:\n${tail}` : "."}\nThe full log is in ${this.run_.trainerLogPath}.`));
   }
@@ -287,10 +295,10 @@ class Pipeline {
       let engine = opts.engine;
       if (!engine) engine = ownEngine = await EngineClient.start({ enginePath: opts.enginePath, log: (line) => this.engineLog(line) });
       const info = await engine.load(opts.modelPath);
-      const heldOut = this.heldOut ?? { train: [], val: [] };
+      const heldOut = this.evaluationFiles();
       let last = 0;
       const result = await evaluate({
-        engine, modelInfo: info, format: promptFormatFor(info), folder: opts.folder, files: heldOut.val, split: heldOut.split,
+        engine, modelInfo: info, format: promptFormatFor(info), folder: heldOut.folder, roots: heldOut.roots, files: heldOut.val, split: heldOut.split,
         adapterPath, seed: settings.seed, maxTasks: opts.evaluation?.maxTasks, maxTokens: opts.evaluation?.maxTokens,
         windowTokens: settings.seqLen, charsPerToken: this.result.summary?.charsPerToken,
         trainer: { valLossBase: this.result.valLossBase, valLoss: this.result.valLoss, adapterStep },
@@ -315,6 +323,21 @@ class Pipeline {
     } finally {
       await ownEngine?.dispose().catch(() => undefined);
     }
+  }
+
+  /**
+   * The folder the evaluation reads and its held-out files (paths within it). The evaluation takes one folder: in a
+   * multi-root dataset, the one holding the most held-out files, which the log says.
+   */
+  /** The held-out files across every folder of the run, with the folders they are read from. */
+  private evaluationFiles(): { folder: string; roots: DatasetRoot[]; val: string[]; split?: DatasetFiles["split"] } {
+    const heldOut = this.heldOut ?? { train: [], val: [] };
+    return { folder: this.firstFolder, roots: datasetRoots(this.opts.folder), val: heldOut.val, split: heldOut.split };
+  }
+
+  /** The run event and the manifest name one folder: a multi-root run's first (its id covers all of them). */
+  private get firstFolder(): string {
+    return typeof this.opts.folder === "string" ? this.opts.folder : datasetRoots(this.opts.folder)[0].folder;
   }
 
   private async finishStopped(settings: TrainSettings, model: RunManifest["baseModel"], commit: string | null, stopped: Extract<TrainerEvent, { event: "stopped" }> | null): Promise<TuneResult> {
@@ -347,7 +370,7 @@ class Pipeline {
       version: 1,
       runId: this.run_.runId,
       repoId: this.run_.repoId,
-      folder: this.opts.folder,
+      folder: this.firstFolder,
       created: new Date(this.started).toISOString(),
       finished: new Date().toISOString(),
       status,
@@ -382,6 +405,11 @@ class Pipeline {
 }
 
 /** The trainer's arguments for a run folder (resume.ts starts it the same way, adding --resume). */
+/** How the trainer runs: attached to this process (the CLI), or detached from it in `runDir` (the extension). */
+export function trainerRunner(detached: boolean | undefined, runDir: string): (o: TrainerProcessOptions) => Promise<TrainerExit> {
+  return detached ? (o) => runDetachedTrainer({ ...o, runDir }) : runTrainer;
+}
+
 export function trainerArgs(modelPath: string, run: RunPaths, s: TrainSettings): string[] {
   return [
     "train",

@@ -130,6 +130,10 @@ export const TrainerSelftest = z.object({
   torch: z.string().nullable(),
   numpy: z.string().nullable(),
   device: z.string().nullable(),
+  /** What the device is and its memory in bytes (total, and free now), when the selftest got that far. */
+  device_name: z.string().nullable().optional(),
+  memory_total: z.number().nullable().optional(),
+  memory_free: z.number().nullable().optional(),
   message: z.string().optional(),
 });
 export type TrainerSelftest = z.infer<typeof TrainerSelftest>;

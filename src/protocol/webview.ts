@@ -164,9 +164,29 @@ export type ViewCommand = z.infer<typeof ViewCommand>;
 export const AdapterAction = z.enum(["activate", "delete", "reveal", "report"]);
 export type AdapterAction = z.infer<typeof AdapterAction>;
 
+/** The longest path any OS takes (Windows' long paths): a longer "path" from a webview is not one. */
+const MAX_PATH_CHARS = 32_767;
+
+// Strict: the webviews send exactly these keys, so any other (an `__proto__`, a misspelling) marks a message that
+// did not come from them as written, and it is refused rather than trimmed.
 export const FromWebview = z.discriminatedUnion("type", [
-  z.object({ type: z.literal("ready") }),
-  z.object({ type: z.literal("command"), command: ViewCommand }),
-  z.object({ type: z.literal("adapter"), action: AdapterAction, adapterPath: z.string() }),
+  z.strictObject({ type: z.literal("ready") }),
+  z.strictObject({ type: z.literal("command"), command: ViewCommand }),
+  z.strictObject({ type: z.literal("adapter"), action: AdapterAction, adapterPath: z.string().min(1).max(MAX_PATH_CHARS) }),
 ]);
 export type FromWebview = z.infer<typeof FromWebview>;
+
+export type ParsedFromWebview = { ok: true; message: FromWebview } | { ok: false; reason: string };
+
+/**
+ * Parses a message a webview posted. The reason for a refusal is short whatever the message held (zod's own error
+ * text lists unknown keys verbatim, and a key may be megabytes long), so that it can be logged as it is.
+ */
+export function parseFromWebview(raw: unknown): ParsedFromWebview {
+  const r = FromWebview.safeParse(raw);
+  if (r.success) return { ok: true, message: r.data };
+  const reason = r.error.issues
+    .map((i) => `${i.path.map(String).join(".").slice(0, 40) || "message"}: ${i.code === "unrecognized_keys" ? `unexpected key(s) (${i.keys.length})` : i.message.slice(0, 200)}`)
+    .join("; ");
+  return { ok: false, reason: reason.slice(0, 500) };
+}

@@ -9,7 +9,8 @@ import type { RunController } from "../run";
 import { RunEvent } from "../protocol/run";
 import type { AdapterRow, NextRunSettings, RunFiles, RunSnapshot, WorkspaceInfo } from "../protocol/webview";
 import { snapshotFromEvents } from "../core/runSnapshot";
-import { listAdapters, readManifest, repoIdFor } from "../core/runStore";
+import { secondsFromMeasured } from "../core/plan";
+import { listAdapters, readManifest } from "../core/runStore";
 import { resolveSettings } from "../core/tune";
 import { checkPython } from "../core/python";
 import { estimateMemory } from "../core/memoryEstimate";
@@ -200,8 +201,8 @@ export class RunModel implements vscode.Disposable {
   }
 
   private async repoDir(): Promise<string | null> {
-    const folder = this.folder;
-    return folder ? path.join(this.ctx.runsRoot, await repoIdFor(folder)) : null;
+    const repoId = await this.ctx.repoId();
+    return repoId ? path.join(this.ctx.runsRoot, repoId) : null;
   }
 
   /** This window's run when it has one; else the workspace's last run, read back from its events file. */
@@ -261,13 +262,17 @@ export class RunModel implements vscode.Disposable {
     if (!settings || !last?.trainer || last.trainSeconds === null || trained <= 0 || (device && last.device !== device)) {
       return { seconds: null, estimateNote: note ?? "Time: measured by the first run on this device." };
     }
-    const perStep = (last.trainSeconds / trained) * ((settings.seqLen * settings.batch) / (last.trainer.seqLen * last.trainer.batch));
     const steps = settings.steps ?? settings.stepsHint ?? last.steps;
+    // The plan's rule (src/core/plan.ts): time per trained token, measured, times the tokens the next run trains.
+    const train = secondsFromMeasured(
+      { device: last.device ?? "", trainSeconds: last.trainSeconds, steps: trained, tokensPerStep: last.trainer.seqLen * last.trainer.batch, params: null },
+      { steps, tokensPerStep: settings.seqLen * settings.batch, params: null },
+    );
     const t = last.phaseTimes;
     const prepare = t.preparing !== undefined && t.training !== undefined ? (t.training - t.preparing) / 1000 : 0;
     const evaluate = t.evaluating !== undefined && t.done !== undefined ? (t.done - t.evaluating) / 1000 : 0;
     return {
-      seconds: Math.round(prepare + perStep * steps + evaluate),
+      seconds: train === null ? null : Math.round(prepare + train + evaluate),
       estimateNote: note ?? `Time: scaled from the last run (${trained} steps in ${Math.round(last.trainSeconds)} s on ${last.device}).`,
     };
   }
@@ -292,7 +297,8 @@ export class RunModel implements vscode.Disposable {
       this.adapters = [];
       return this.fire();
     }
-    const entries = await listAdapters(this.ctx.runsRoot, await repoIdFor(folder)).catch(() => []);
+    const repoId = await this.ctx.repoId();
+    const entries = repoId ? await listAdapters(this.ctx.runsRoot, repoId).catch(() => []) : [];
     this.adapters = await Promise.all(entries.map(async (a): Promise<AdapterRow> => {
       const runDir = path.dirname(a.adapterPath);
       const manifest = await readManifest(path.join(runDir, "manifest.json")).catch(() => null);

@@ -2,7 +2,7 @@
 // one place where what a webview asks for becomes a command.
 import * as vscode from "vscode";
 import { randomBytes } from "node:crypto";
-import { FromWebview, type ToWebview, type ViewCommand } from "../protocol/webview";
+import { parseFromWebview, type FromWebview, type ToWebview, type ViewCommand } from "../protocol/webview";
 
 export function webviewOptions(extensionUri: vscode.Uri): vscode.WebviewOptions {
   return { enableScripts: true, localResourceRoots: [vscode.Uri.joinPath(extensionUri, "dist"), vscode.Uri.joinPath(extensionUri, "media")] };
@@ -40,9 +40,9 @@ export function webviewHtml(webview: vscode.Webview, extensionUri: vscode.Uri, s
 /** Validates every message from a webview; malformed ones are logged and dropped. */
 export function onWebviewMessage(webview: vscode.Webview, log: vscode.LogOutputChannel, handle: (m: FromWebview) => void): vscode.Disposable {
   return webview.onDidReceiveMessage((raw) => {
-    const r = FromWebview.safeParse(raw);
-    if (r.success) handle(r.data);
-    else log.warn(`Ignored a malformed message from a webview: ${r.error.message}`);
+    const r = parseFromWebview(raw);
+    if (r.ok) handle(r.message);
+    else log.warn(`Ignored a malformed message from a webview: ${r.reason}`);
   });
 }
 

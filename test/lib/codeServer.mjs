@@ -60,12 +60,16 @@ export function installExtension(root, vsix) {
 }
 
 /**
- * @param {{ root: string, settings: object, logFile: string, smokeTestDriver?: boolean, logLevels?: string[] }} opts
+ * @param {{ root: string, settings: object, logFile: string, smokeTestDriver?: boolean, logLevels?: string[],
+ *   workspaceTrust?: boolean, env?: Record<string, string> }} opts
  *   smokeTestDriver: needed for the extensionDevelopmentPath/extensionTestsPath payload to be honoured.
  *   logLevels: VS Code's --log values, e.g. "debug".
+ *   workspaceTrust: keep VS Code's workspace trust on (off by default: every test folder would open in Restricted
+ *   Mode); the settings must then turn it on too (security.workspace.trust.enabled).
+ *   env: variables added to code-server's environment, which its extension hosts inherit.
  * @returns {Promise<{ port: number, url: string, dirs: ReturnType<typeof stateDirs>, stop: () => Promise<void>, startedMs: number }>}
  */
-export async function startCodeServer({ root, settings, logFile, smokeTestDriver = false, logLevels = [] }) {
+export async function startCodeServer({ root, settings, logFile, smokeTestDriver = false, logLevels = [], workspaceTrust = false, env = {} }) {
   const tools = readTools();
   const dirs = stateDirs(root);
   // Written before the first window opens, so the extension activates with these settings from the start.
@@ -82,11 +86,11 @@ export async function startCodeServer({ root, settings, logFile, smokeTestDriver
     "--auth", "none",
     "--disable-telemetry",
     "--disable-update-check",
-    "--disable-workspace-trust",
     "--disable-getting-started-override",
     "--user-data-dir", dirs.userData,
     "--extensions-dir", dirs.extensions,
   ];
+  if (!workspaceTrust) args.push("--disable-workspace-trust");
   if (smokeTestDriver) args.push("--vscode-option", "enable-smoke-test-driver");
   // VS Code's `log` option is a list (a lone value would reach it as a string, so it is given twice). The web
   // workbench, and with it the extension host, takes the server's default level: an extension's own level is not
@@ -97,7 +101,7 @@ export async function startCodeServer({ root, settings, logFile, smokeTestDriver
   const log = openSync(logFile, "a");
   // Detached: its own process group, so stop() can end code-server together with every extension host and
   // engine/trainer process it spawned.
-  const child = spawn(tools.codeServer, args, { detached: true, stdio: ["ignore", log, log], env: codeServerEnv(tools, dirs) });
+  const child = spawn(tools.codeServer, args, { detached: true, stdio: ["ignore", log, log], env: { ...codeServerEnv(tools, dirs), ...env } });
   closeSync(log);
   let exited = null;
   child.once("exit", (code, signal) => (exited = { code, signal }));

@@ -2,7 +2,7 @@
 // installed from the packaged VSIX, every state drawn from real runs of the tiny model and real failures:
 //   ready -> a model file that is not a GGUF (failed) -> fine-tune from the command palette (preparing, training,
 //   evaluating, done) -> the training report -> the adapters list -> the adapter's ghost text -> another run, the
-//   window reloaded mid-run (stopped, read back from the events file) -> resume -> the trainer killed (failed)
+//   window reloaded mid-run (the trainer goes on, the view follows it again) -> stop -> resume -> the trainer killed
 //   -> delete the active adapter.
 // Each state is screenshotted in the dark and the light theme (test-output/screenshots/), and the numbers the
 // webviews show are checked against the run's events.jsonl.
@@ -343,21 +343,48 @@ test("every state of a run in the Run view and the report, from real runs and re
     await page.keyboard.press("Escape");
 
     let secondRun;
-    await step("window reloaded mid-run: the run stops with a checkpoint and is read back from its events file", async () => {
+    await step("window reloaded mid-run: the trainer goes on and the view follows it again; Stop checkpoints", async () => {
+      // Long enough that the run is still training after the reload (it no longer stops the trainer).
+      current = { ...current, "repotune.training.steps": 5000 };
+      await applySettings(page, userData, current);
+      await view.locator('[data-testid="next-steps"]', { hasText: "5000" }).waitFor({ timeout: 30_000 });
       await view.locator('vscode-button[data-command="fineTune"]').click();
       await view.locator('[data-testid="phase"]', { hasText: "Training" }).waitFor({ timeout: 60_000 });
       await view.locator('[data-testid="step"]', { hasText: /^([5-9]|\d\d+) \// }).waitFor({ timeout: 60_000 });
       secondRun = newestRun();
       assert.notEqual(secondRun, runDir);
+      const trainers = findProcesses(["repotune_trainer", "train", secondRun]);
+      assert.equal(trainers.length, 1, `expected one trainer process, found ${trainers.length}`);
+      const beforeReload = Number((await text("step"))?.split(" ")[0]);
       await page.reload();
       const repoTuneItem = page.locator('.activitybar .action-item:has(a[aria-label^="RepoTune"])');
       await repoTuneItem.waitFor({ timeout: 60_000 });
       if ((await view.locator('[data-testid="phase"]').count()) === 0) await repoTuneItem.click();
+      // The same trainer process, followed again: the new window writes its next steps into the run's history, and
+      // the view shows them.
+      await view.locator('[data-testid="phase"]', { hasText: "Training" }).waitFor({ timeout: 60_000 });
+      const followed = (events) => events.findIndex((e) => e.type === "log" && /following it again/.test(e.message));
+      for (const until = Date.now() + 60_000; followed(readEvents(secondRun)) < 0 && Date.now() < until;) await page.waitForTimeout(250);
+      const atFollow = readEvents(secondRun);
+      const from = followed(atFollow);
+      assert.ok(from >= 0, "the events file does not say the window followed the trainer again");
+      const stepsBefore = atFollow.slice(0, from).filter((e) => e.type === "trainer" && e.event.event === "step").map((e) => e.event.step);
+      const lastBefore = Math.max(beforeReload, ...stepsBefore);
+      let afterReload = 0;
+      for (const until = Date.now() + 60_000; afterReload <= lastBefore && Date.now() < until; await page.waitForTimeout(250)) {
+        afterReload = Number((await text("step"))?.split(" ")[0]) || 0;
+      }
+      assert.ok(afterReload > lastBefore, `the view shows step ${afterReload}; the history before the reload ended at ${lastBefore}`);
+      const stepsAfter = readEvents(secondRun).slice(from).filter((e) => e.type === "trainer" && e.event.event === "step").map((e) => e.event.step);
+      assert.ok(stepsAfter.length > 0 && stepsAfter[0] === lastBefore + 1, `steps after the reload start at ${stepsAfter[0]}, the history before it ended at ${lastBefore}`);
+      assert.deepEqual(findProcesses(["repotune_trainer", "train", secondRun]), trainers, "the reload did not keep the trainer process");
+      await shootBoth("training-after-reload", phaseIs("Training"));
+      await view.locator('vscode-button[data-command="stop"]').click();
       await view.locator('[data-testid="phase"]', { hasText: "Stopped" }).waitFor({ timeout: 60_000 });
       const events = readEvents(secondRun);
       const stopped = events.findLast((e) => e.type === "trainer" && e.event.event === "stopped")?.event;
-      assert.ok(stopped?.checkpoint && existsSync(stopped.checkpoint), `the reload did not stop the trainer with a checkpoint: ${JSON.stringify(events.at(-1))}`);
-      assert.ok(await text("last-run"), "the view does not say this is the last run read back");
+      assert.ok(stopped?.checkpoint && existsSync(stopped.checkpoint), `Stop did not leave a checkpoint: ${JSON.stringify(events.at(-1))}`);
+      assert.ok(stopped.step >= afterReload, `stopped at step ${stopped.step}, before the step shown after the reload (${afterReload})`);
       assert.equal(await text("status"), `Stopped at step ${stopped.step} of ${events.find((e) => e.type === "trainer" && e.event.event === "start").event.steps}; a checkpoint at step ${stopped.step} can be resumed.`);
       const resume = view.locator('vscode-button[data-command="resume"]');
       assert.equal(await resume.getAttribute("disabled"), null, `Resume is disabled: ${await resume.getAttribute("title")}`);
@@ -377,7 +404,7 @@ test("every state of a run in the Run view and the report, from real runs and re
       await panel.locator('[data-testid="phase"]', { hasText: "Training" }).waitFor({ timeout: 30_000 });
       await panel.locator('[data-testid="chart-loss"] canvas').first().waitFor({ timeout: 30_000 });
       const log = (await panel.locator('[data-testid="event-log"]').textContent()) ?? "";
-      assert.match(log, new RegExp(`Training stopped at step ${before}, checkpoint`), "the report lost the attempt before the reload");
+      assert.match(log, new RegExp(`Training stopped at step ${before}, checkpoint`), "the report lost the attempt before the stop");
       assert.match(log, /Resuming from step-\d+\.pt\./);
       await shot("report-mid-run-dark");
       await page.keyboard.press("Control+W");

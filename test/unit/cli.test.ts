@@ -86,6 +86,22 @@ describe("repotune CLI", () => {
     assert.ok(!existsSync(path.join(dir, "home")), "no run was created");
   });
 
+  test("dataset takes several folders (a multi-root workspace), their paths prefixed with each folder's name", async () => {
+    const second = makeGitRepo(path.join(dir, "second"), { "lib/util.ts": "export const twice = (n: number): number => 2 * n;\n", "lib/names.ts": "export const names = [\"a\", \"b\"];\n" });
+    const out = path.join(dir, "data-two");
+    const r = await cli(["dataset", repo, second, "--model", "tiny", "--out", out, "--seq-len", "64"]);
+    assert.equal(r.code, 0, r.stderr);
+    const meta = DatasetMeta.parse(JSON.parse(readFileSync(path.join(out, "meta.json"), "utf8")));
+    assert.equal(meta.summary.filesUsed, 9);
+    const files = JSON.parse(readFileSync(path.join(out, "files.json"), "utf8")) as { train: string[]; val: string[] };
+    const all = [...files.train, ...files.val].sort();
+    assert.ok(all.includes("second/lib/util.ts") && all.includes("repo/src/store.ts"), all.join(" "));
+    assert.ok(all.every((p) => p.startsWith("repo/") || p.startsWith("second/")), all.join(" "));
+    const missing = await cli(["dataset", repo, path.join(dir, "nowhere"), "--model", "tiny", "--out", path.join(dir, "data-none")]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /nowhere is not a folder/);
+  });
+
   test("tune trains and evaluates the adapter on held-out files; eval and complete agree with it", { timeout: 300_000 }, async () => {
     const r = await cli(["tune", repo, "--model", "tiny", "--steps", "30", "--seq-len", "64", "--max-tasks", "30"]);
     assert.equal(r.code, 0, r.stderr);

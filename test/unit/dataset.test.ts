@@ -5,11 +5,11 @@ import assert from "node:assert/strict";
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { listFiles } from "../../src/core/dataset/discover";
-import { buildDataset } from "../../src/core/dataset/build";
+import { buildDataset, DatasetAborted } from "../../src/core/dataset/build";
 import { selectFiles } from "../../src/core/dataset/select";
 import { cursorWindow, DEFAULT_MIX, fimSpans, narrowSpan, type Budget } from "../../src/core/dataset/fim";
-import { findDuplicates, jaccard, NEAR_DUPLICATE_JACCARD, shingles } from "../../src/core/dataset/dedupe";
-import { fitExample, FLAG_NO_LOSS, FLAG_START, pack, PAD } from "../../src/core/dataset/pack";
+import { findDuplicates, fingerprint, jaccard, NEAR_DUPLICATE_JACCARD, shingles } from "../../src/core/dataset/dedupe";
+import { fitExample, FLAG_NO_LOSS, FLAG_START, pack, packedBlocks, PAD, planPacking, TokenStore } from "../../src/core/dataset/pack";
 import { rng } from "../../src/core/dataset/random";
 import { chooseHeldOut, holdOutOrder, splitOneFile } from "../../src/core/dataset/split";
 import { epochsAt, recommendedSteps } from "../../src/core/dataset/report";
@@ -321,6 +321,22 @@ describe("duplicates", () => {
     assert.ok(first.duplicates.every((d) => d.similarity >= NEAR_DUPLICATE_JACCARD && d.similarity < 0.9));
     assert.deepEqual(findDuplicates(files), first);
   });
+
+  test("a fingerprint's signature agrees with another's about as often as their shingles overlap", () => {
+    const a = code(7, 400);
+    const same = (x: Int32Array, y: Int32Array) => x.reduce((n, v, k) => n + (v === y[k] ? 1 : 0), 0) / x.length;
+    const sig = (text: string) => fingerprint(text).signature!;
+    assert.deepEqual(fingerprint(a.replace(/^ {2}/gm, "\t")).signature, sig(a), "white space changes nothing");
+    assert.notEqual(fingerprint(a.replace(/^ {2}/gm, "\t")).digest, fingerprint(a).digest, "the digest is of the exact text");
+    for (const n of [5, 40, 200]) {
+      const b = edit(a, n);
+      const j = jaccard(shingles(a), shingles(b));
+      assert.ok(Math.abs(same(sig(a), sig(b)) - j) < 0.15, `${n} edits: Jaccard ${j.toFixed(2)}, signatures agree on ${same(sig(a), sig(b)).toFixed(2)}`);
+    }
+    assert.ok(same(sig(a), sig(code(8, 400))) < 0.15, "unrelated files rarely agree");
+    // Too short for its similarity to mean much: no signature, so never a near copy (exact copies still are).
+    assert.equal(fingerprint("export { a } from './a';\n").signature, null);
+  });
 });
 
 describe("packing", () => {
@@ -355,6 +371,43 @@ describe("packing", () => {
       assert.equal(p.flags[at] & FLAG_START, FLAG_START);
       assert.equal(Math.floor(at / 64), Math.floor((at + examples[i].length - 1) / 64));
       assert.ok(examples[i].every((_, k) => p.data[at + k] === i));
+    }
+  });
+
+  test("tokens kept on disk past the memory chunks, packed a block at a time, give the same sequences as all in memory", () => {
+    const r = rng(9);
+    const examples = Array.from({ length: 3000 }, (_, i) => Array.from({ length: r.int(1, 60) }, (_, k) => 10 + ((i * 7 + k) % 500)));
+    // Shuffled, as training examples are before packing: the store is read in another order than written.
+    const order = Array.from(examples.keys());
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = r.int(0, i);
+      [order[i], order[j]] = [order[j], order[i]];
+    }
+    const whole = pack(order.map((i) => examples[i]), 64, new Set([10, 11]));
+    const dir = tempDir("store");
+    const spill = path.join(dir, "tokens.tmp");
+    // Chunks of 256 tokens, two in memory: most of the 90,000 tokens go to the file.
+    const store = new TokenStore(64, { path: spill, memoryChunks: 2 }, 256);
+    try {
+      for (const e of examples) store.add(e.slice(1), e[0]);
+      assert.ok(statSync(spill).size > 256 * 4 * 100, "the store spilled to its file");
+      const plan = planPacking(store, order, 64);
+      assert.equal(plan.sequences, whole.sequences);
+      const data = new Int32Array(plan.sequences * 64);
+      const flags = new Uint8Array(plan.sequences * 64);
+      let next = 0;
+      for (const block of packedBlocks(store, plan, new Set([10, 11]), 37)) {
+        assert.equal(block.firstSequence, next);
+        data.set(block.data, block.firstSequence * 64);
+        flags.set(block.flags, block.firstSequence * 64);
+        next += block.data.length / 64;
+      }
+      assert.deepEqual(data, whole.data);
+      assert.deepEqual(flags, whole.flags);
+    } finally {
+      store.dispose();
+      assert.deepEqual(readdirSync(dir), [], "dispose removes the file");
+      removeDir(dir);
     }
   });
 
@@ -554,6 +607,20 @@ describe("a dataset built with the engine and the tiny model", () => {
     assert.ok(normal.summary.trainTokens >= 20_000, `${normal.summary.trainTokens} training tokens`);
     assert.deepEqual(normal.summary.warnings, []);
     assert.equal(normal.report.examples.perFileScale, 1);
+  });
+
+  test("a build stopped while it tokenizes leaves no temporary file behind", async () => {
+    const outDir = path.join(dir, "stopped");
+    const stop = new AbortController();
+    let calls = 0;
+    // Stops at the second batch of examples (the first call measures characters per token).
+    const tokenizer = { tokenize: (items: Parameters<EngineClient["tokenize"]>[0]) => (++calls === 3 && stop.abort(), engine.tokenize(items)) };
+    await assert.rejects(
+      buildDataset({ folder: repo, outDir, tokenizer, format, model: info, modelPath, seqLen: 64, seed: 0, signal: stop.signal, mix: { restOfLine: 1, lines: 0, block: 0, nextToken: 0 } }),
+      DatasetAborted,
+    );
+    assert.ok(calls >= 3, `the tokenizer was asked ${calls} times`);
+    assert.deepEqual(readdirSync(outDir), [], "nothing left in the output folder");
   });
 
   test("an invalid mix of example kinds says what is wrong", async () => {

@@ -3,48 +3,17 @@
 // tokenizer on the tiny model. Run from the repository root after `node esbuild.mjs`.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { buildDataset } from "../../src/core/dataset/build";
 import { changeTimes, chooseHeldOut, holdOutOrder } from "../../src/core/dataset/split";
 import { DatasetFiles, readTokens } from "../../src/core/dataset/write";
-import { rng } from "../../src/core/dataset/random";
 import { EngineClient } from "../../src/core/engineClient";
 import { promptFormatFor, type PromptFormat } from "../../src/core/promptFormat";
 import { ExampleLine } from "../../src/protocol/dataset";
 import type { ModelInfo } from "../../src/protocol/engine";
 import { enginePath, removeDir, tempDir, tinyModel, writeFiles } from "./support/pipeline";
-
-/** Distinct code for file `seed`: its own identifiers, so no two files are near duplicates. */
-function code(seed: number, lines = 30): string {
-  const r = rng(seed);
-  // Names spelled in letters: code of digit-heavy names would be left out as data, not learned from.
-  const letters = (n: number) => [...String(n)].map((d) => "abcdefghij"[Number(d)]).join("");
-  const w = () => `v${letters(seed)}_${letters(r.int(0, 300))}`;
-  return Array.from({ length: lines }, () => `let ${w()} = ${w()} + ${r.int(0, 99)};`).join("\n") + "\n";
-}
-
-/** git with a fixed identity and, for commits, a fixed date (both author and committer). */
-function gitAt(cwd: string, date: string | null, ...args: string[]): string {
-  const env = { ...process.env, ...(date ? { GIT_AUTHOR_DATE: date, GIT_COMMITTER_DATE: date } : {}) };
-  return execFileSync("git", ["-c", "user.name=RepoTune Test", "-c", "user.email=test@repotune.invalid", ...args], { cwd, env, encoding: "utf8" });
-}
-
-function day(n: number): string {
-  return new Date(Date.UTC(2024, 0, 1) + n * 86_400_000).toISOString();
-}
-
-/** A git repository in which file i (in the order given) is committed on its own, on day i. */
-function datedRepo(root: string, files: Record<string, string>): void {
-  mkdirSync(root, { recursive: true });
-  gitAt(root, null, "init", "-q", "-b", "main");
-  Object.entries(files).forEach(([rel, text], i) => {
-    writeFiles(root, { [rel]: text });
-    gitAt(root, null, "add", rel);
-    gitAt(root, day(i), "commit", "-q", "-m", `add ${rel}`);
-  });
-}
+import { code, datedRepo, day, gitAt } from "./support/datedRepo";
 
 let dir: string;
 let engine: EngineClient;

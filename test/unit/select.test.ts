@@ -11,7 +11,8 @@ import { chmodSync, existsSync, readdirSync, readFileSync, symlinkSync, unlinkSy
 import * as path from "node:path";
 import { lintSource } from "@secretlint/core";
 import { creator as recommendedPreset } from "@secretlint/secretlint-rule-preset-recommend";
-import { selectFiles, type Selection } from "../../src/core/dataset/select";
+import { selectFiles, selectRecords, type Selection } from "../../src/core/dataset/select";
+import { fingerprint } from "../../src/core/dataset/dedupe";
 import { findSecrets, findSecretsWith, SECRET_RULES } from "../../src/core/dataset/secrets";
 import { DERIVED_FROM_PRESET, OWN_TRIGGERS, PRESET_TRIGGERS, triggeredRules } from "../../src/core/dataset/secretPrefilter";
 import { languageOf } from "../../src/core/dataset/classify";
@@ -217,6 +218,16 @@ describe("secrets", () => {
     for (const value of planted.values) assert.ok(!output.includes(value));
   });
 
+  test("the dataset step's selection (lengths and fingerprints, no text) leaves out the same files, in worker threads too", async () => {
+    const texts = await selectFiles(dir, { workers: 0 });
+    for (const workers of [0, 2]) {
+      const { usable, ...counts } = await selectRecords(dir, { workers, workerScript: workerScript() });
+      assert.deepEqual(usable.map((f) => f.path), texts.usable.map((f) => f.path));
+      const { usable: _, ...expected } = texts;
+      assert.deepEqual(counts, expected);
+    }
+  });
+
   test("include never re-admits a file with a secret", async () => {
     const { result, output } = await selectCapturing(dir, { include: ["*", "**/*", ".env", "keys/"] });
     assert.deepEqual(result.usable.map((f) => f.path).sort(), Object.keys(CLEAN).sort());
@@ -321,6 +332,17 @@ describe("files that are not the user's own code", () => {
   test("worker threads judge every file as the selecting thread does", async () => {
     const here = await selectFiles(dir, { maxFileBytes: MAX_BYTES, workers: 0 });
     for (const workers of [1, 3]) assert.deepEqual(await selectFiles(dir, { maxFileBytes: MAX_BYTES, workers, workerScript: workerScript() }), here);
+  });
+
+  test("records carry each usable file's length and fingerprint, the same from worker threads", async () => {
+    const texts = await selectFiles(dir, { maxFileBytes: MAX_BYTES, workers: 0 });
+    const here = await selectRecords(dir, { maxFileBytes: MAX_BYTES, workers: 0 });
+    assert.deepEqual(
+      here.usable,
+      texts.usable.map((f) => ({ path: f.path, chars: f.text.length, fingerprint: fingerprint(f.text) })),
+    );
+    assert.ok(here.usable.some((f) => f.fingerprint.signature !== null), "some file is long enough for a signature");
+    for (const workers of [1, 3]) assert.deepEqual(await selectRecords(dir, { maxFileBytes: MAX_BYTES, workers, workerScript: workerScript() }), here);
   });
 
   test("aborting while workers judge stops them and rejects with the signal's reason", async () => {

@@ -107,6 +107,22 @@ describe("tune, end to end on the tiny model", () => {
     assert.equal(meta.model_path, modelPath);
   });
 
+  test("several folders make one dataset, and the run is stored under the id of the set", async () => {
+    const other = makeGitRepo(path.join(dir, "other"), sampleSources(3));
+    const { result } = await run({ folder: [repo, other] });
+    assert.equal(result.status, "done", result.error ?? "");
+    assert.equal(path.basename(path.dirname(result.runDir)), await repoIdFor([repo, other]));
+    const files = JSON.parse(readFileSync(path.join(result.runDir, "data", "files.json"), "utf8")) as { train: string[]; val: string[] };
+    const all = [...files.train, ...files.val];
+    // other's four files are copies of four of repo's: the copies are left out, the paths say which folder each is from.
+    assert.ok(all.every((p) => p.startsWith("repo/") || p.startsWith("other/")), all.join(" "));
+    assert.equal(result.summary?.duplicates?.exact, 4);
+    assert.ok(result.evaluation !== null && result.evaluation.tasks.length > 0, "the held-out files were evaluated");
+    // Every held-out file is asked about under its prefixed path, as its training examples were written.
+    const asked = new Set(result.evaluation.tasks.map((t) => t.file));
+    assert.ok([...asked].every((f) => files.val.includes(f)), [...asked].join(" "));
+  });
+
   test("a second run gets a new run folder and a new adapter name", async () => {
     const a = (await run()).result;
     const b = (await run()).result;

@@ -2,9 +2,14 @@
 // code-server driven by headless chromium, with the standard extensionDevelopmentPath / extensionTestsPath
 // payload. Exits with the suite's exit code. See shared/notes/offline-vscode-tests.md.
 //
-//   node test/vscode/run.mjs [--extension DIR] [--tests INDEX.js] [--no-folder]
+//   node test/vscode/run.mjs [--extension DIR] [--tests INDEX.js] [--no-folder | --untrusted]
 //   (the options point the harness at another extension and suite, e.g. to check the harness itself;
-//   --no-folder opens a window without a folder, for what the extension does with nothing to learn from)
+//   --no-folder opens a window without a folder, for what the extension does with nothing to learn from;
+//   --untrusted turns workspace trust on and opens the folder untrusted (Restricted Mode), with an adapter trained
+//   beforehand by the CLI, for test/vscode/suite/untrusted)
+//
+// Every folder window's workspace carries a hostile .vscode/settings.json (hostileSettings.mjs) that the
+// extension must ignore.
 //
 // Desktop VS Code (@vscode/test-electron) cannot be downloaded here. The suite index exports the usual run(), so
 // @vscode/test-electron can load it where a download is possible; that runner is not wired up in this script.
@@ -18,14 +23,21 @@ import { prepareWorkspace } from "../lib/workspace.mjs";
 import { makeTinyModel } from "../lib/tinyModel.mjs";
 import { testUserSettings } from "../lib/settings.mjs";
 import { repoRoot } from "../lib/tools.mjs";
+import { writeHostileSettings } from "./hostileSettings.mjs";
+import { trainAdapter, untrustedSettings } from "./untrusted.mjs";
 
 const { values: opts } = parseArgs({
   options: {
     extension: { type: "string", default: repoRoot },
     tests: { type: "string", default: join(repoRoot, "out", "test", "vscode", "suite", "index.js") },
     "no-folder": { type: "boolean", default: false },
+    untrusted: { type: "boolean", default: false },
   },
 });
+if (opts["no-folder"] && opts.untrusted) {
+  console.error("[vscode] --no-folder and --untrusted exclude each other: workspace trust is about a folder.");
+  process.exit(2);
+}
 const extensionDir = resolve(opts.extension);
 const testsIndex = resolve(opts.tests);
 const timeoutS = Number(process.env.REPOTUNE_VSCODE_TIMEOUT_S || 360);
@@ -75,13 +87,21 @@ let exitCode = 1;
 try {
   const modelPath = makeTinyModel(join(root, "tiny-llama.gguf"));
   const workspace = prepareWorkspace(join(root, "workspace"));
+  const env = { REPOTUNE_TEST_LOGS: join(root, "user-data", "logs") };
+  if (opts.untrusted) {
+    env.REPOTUNE_TEST_ADAPTER = trainAdapter(workspace, modelPath, join(root, "cli-runs"));
+    say(`adapter trained by the CLI: ${env.REPOTUNE_TEST_ADAPTER}`);
+  }
+  writeHostileSettings(workspace, join(root, "hostile"));
   say(`model ${modelPath}, workspace ${workspace}`);
 
   server = await startCodeServer({
     root,
-    settings: testUserSettings(modelPath),
+    settings: { ...testUserSettings(modelPath), ...(opts.untrusted ? untrustedSettings : {}) },
     logFile: codeServerLog,
     smokeTestDriver: true,
+    workspaceTrust: opts.untrusted,
+    env,
   });
   say(`code-server up on ${server.url} in ${server.startedMs} ms`);
 

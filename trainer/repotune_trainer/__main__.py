@@ -60,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
                    "q8_0, q4_0 that fits. Quantized files are never quantized again")
     t.add_argument("--no-memory-check", action="store_true", help="do not refuse to start when the memory estimate "
                    "exceeds the free memory (auto still decides by it)")
+    t.add_argument("--lease-file", default=None, help="stop cleanly (checkpoint, `stopped` event) when this file's "
+                   "modification time is older than --lease-timeout: the window that started a detached run touches "
+                   "it while it is open")
+    t.add_argument("--lease-timeout", type=float, default=30.0, help="seconds without a touch of --lease-file before "
+                   "stopping (default 30)")
 
     m = sub.add_parser("tiny-model", help="write a tiny deterministic GGUF model for tests")
     m.add_argument("--arch", choices=["llama", "qwen2", "starcoder2"], default="llama")
@@ -93,6 +98,17 @@ def _tiny_model(args) -> int:
     return 0
 
 
+def _remember_stop_signals() -> list:
+    import signal
+    received: list = []
+
+    def handler(signum, _frame):
+        received.append(signum)
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return received
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "tiny-model":
@@ -104,8 +120,11 @@ def main(argv=None) -> int:
         from .probs import run_probs
         return run_probs(args)
     if args.command == "train":
+        # A stop asked for while PyTorch is still importing (seconds on a busy machine) is remembered, and honoured
+        # at the first step boundary like any other, instead of killing the import with a KeyboardInterrupt.
+        early = _remember_stop_signals()
         from .train import run_train
-        return run_train(args)
+        return run_train(args, early)
     return 2
 
 

@@ -5,6 +5,30 @@ import json
 import sys
 
 
+def _memory(device: str) -> dict:
+    """What the device is and how much memory it has, for choosing a model and a plan (`None` when not known)."""
+    import os
+    import platform
+    import torch
+    from .device import _meminfo, free_memory
+    name, total = None, None
+    if device == "cuda":
+        props = torch.cuda.get_device_properties(torch.cuda.current_device())
+        name, total = props.name, int(props.total_memory)
+    elif device == "mps":
+        limit = getattr(getattr(torch, "mps", None), "recommended_max_memory", None)
+        name, total = "Apple GPU (MPS)", int(limit()) if limit else None
+    else:
+        name = platform.processor() or platform.machine() or "CPU"
+        total = _meminfo("MemTotal")
+        if total is None:
+            try:
+                total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+            except (ValueError, OSError, AttributeError):
+                total = None
+    return {"device_name": name, "memory_total": total, "memory_free": free_memory(device)}
+
+
 def selftest() -> int:
     out = {"ok": False, "python": sys.executable, "torch": None, "numpy": None, "device": None}
     try:
@@ -26,6 +50,7 @@ def selftest() -> int:
             x = torch.ones(4, 4, device=device, requires_grad=True)
             (x * x).sum().backward()  # gradient 2x: 32 in total
             out["device"] = device
+            out.update(_memory(device))
             out["ok"] = bool(float(x.grad.sum()) == 32.0)
             if not out["ok"]:
                 out["message"] = f"PyTorch on {device} computed a wrong gradient; reinstall PyTorch."

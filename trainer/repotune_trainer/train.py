@@ -24,6 +24,7 @@ import contextlib
 import math
 import os
 import signal
+import threading
 import time
 import traceback
 
@@ -41,7 +42,8 @@ from .model import ARCH_MATRICES, LoraModel, model_config, open_model, parse_tar
 
 
 class StopRequested:
-    """Set by SIGINT/SIGTERM; the loop polls it between steps so a stop never leaves half-written state."""
+    """Set by SIGINT/SIGTERM, or when the lease runs out; the loop polls it between steps so a stop never leaves
+    half-written state."""
 
     def __init__(self):
         self.signal = None
@@ -57,6 +59,24 @@ class StopRequested:
             log(f"received {signal.Signals(signum).name}; stopping after the current step", always=True)
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
+
+    def watch_lease(self, path: str, timeout_s: float, every_s: float = 2.0) -> None:
+        """A trainer started detached outlives the VS Code window that started it, so that a reloaded window can
+        attach to it again. That window touches `path` every few seconds; when nobody has for `timeout_s` (VS Code
+        was closed), the run stops as on SIGINT: with a checkpoint, and nothing left holding the GPU."""
+        def loop():
+            while self.signal is None:
+                try:
+                    age = time.time() - os.stat(path).st_mtime
+                except OSError:
+                    age = float("inf")  # the lease file was removed: nobody will renew it
+                if age > timeout_s:
+                    self.signal = "lease"
+                    log(f"no window has renewed the lease {path} for {min(age, 1e9):.0f} s; stopping after the "
+                        "current step", always=True)
+                    return
+                time.sleep(every_s)
+        threading.Thread(target=loop, name="lease", daemon=True).start()
 
 
 def lr_at(step: int, steps: int, base_lr: float, warmup: int) -> float:
@@ -426,10 +446,15 @@ def _release_memory(e: BaseException) -> None:
         torch.cuda.empty_cache()
 
 
-def run_train(a) -> int:
+def run_train(a, early_signals=()) -> int:
     set_run_id(a.run_id or os.path.basename(os.path.normpath(a.out)))
     stop = StopRequested()
     stop.install()
+    if early_signals:
+        stop.signal = early_signals[0]
+        log(f"received {signal.Signals(early_signals[0]).name} while starting; stopping at the first step boundary", always=True)
+    if getattr(a, "lease_file", None):
+        stop.watch_lease(a.lease_file, a.lease_timeout)
     dist = Dist()
     watch = Watch()
     try:

@@ -154,3 +154,56 @@ def test_invalid_accumulation_or_patience_gives_bad_args(tiny_models, small_data
                                     str(tmp_path / "a.gguf"), "--grad-accum", "0", "--patience", "-1"))
     assert p.returncode != 0 and events[-1]["code"] == "bad_args"
     assert "--grad-accum" in events[-1]["message"] and "--patience" in events[-1]["message"]
+
+
+def test_twenty_kills_in_a_row_end_with_the_uninterrupted_runs_adapter(tiny_models, overfit_data, tmp_path):
+    """Issue 9: SIGKILL at random points 20 times in one run (between steps, inside a checkpoint write): every attempt
+    resumes from the newest complete checkpoint, every step's loss is the uninterrupted run's, and so is the adapter."""
+    args = ["--steps", "30", "--batch", "4", "--lr", "1e-2", "--rank", "4", "--alpha", "8", "--eval-every", "10",
+            "--checkpoint-every", "1", "--patience", "0", "--seed", "7"]
+    model = tiny_models[("llama", "f32")]
+    ref_out = tmp_path / "reference"
+    p, ref_events = run_cli(*train_args(model, overfit_data, str(ref_out), str(ref_out / "a.gguf"), *args))
+    assert p.returncode == 0, p.stderr
+    ref = _losses(ref_events)
+
+    out, adapter = tmp_path / "run", str(tmp_path / "a.gguf")
+    rng = random.Random(random.randrange(1 << 30))
+    seen = {}
+    kills = 0
+    while kills < 20:
+        newest = load_latest_checkpoint(str(out))[1] if out.exists() else None
+        cmd = train_args(model, overfit_data, str(out), adapter, *args, *(["--resume"] if kills else []))
+        proc = subprocess.Popen([sys.executable, "-m", "repotune_trainer", *cmd], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONPATH": TRAINER_ROOT})
+        # Killed after 1-3 lines of this attempt's progress: right after a step (the checkpoint of that step may
+        # be half-written) or right after a checkpoint.
+        budget, lines = rng.randint(1, 3), []
+        for line in proc.stdout:
+            lines.append(line)
+            if '"event": "step"' in line or '"event": "checkpoint"' in line:
+                budget -= 1
+                if budget == 0:
+                    proc.send_signal(signal.SIGKILL)
+                    break
+        proc.communicate(timeout=60)
+        events = parse_events("".join(l for l in lines if l.endswith("\n")))
+        assert not _by_event(events, "done"), f"the run finished after {kills} kills: too few steps for the test"
+        kills += 1
+        start = _by_event(events, "start")
+        if kills > 1 and start:
+            # resumed from the newest checkpoint that was complete when it started
+            assert start[0]["resumed_from_step"] == (newest["step"] if newest else None), kills
+        for e in _by_event(events, "step"):
+            seen[e["step"]] = e["loss"]
+    p, final = run_cli(*train_args(model, overfit_data, str(out), adapter, "--resume", *args))
+    assert p.returncode == 0, p.stderr
+    assert final[-1]["event"] == "done"
+    for e in _by_event(final, "step"):
+        seen[e["step"]] = e["loss"]
+    assert sorted(seen) == list(range(1, 31))
+    for step, loss in seen.items():
+        assert loss == pytest.approx(ref[step], rel=1e-6, abs=0), step
+    a, b = _adapter(str(ref_out / "a.gguf")), _adapter(adapter)
+    for name in a:
+        np.testing.assert_allclose(b[name], a[name], rtol=0, atol=1e-6, err_msg=name)

@@ -1,21 +1,29 @@
-// The dataset step: folder -> usable text files -> duplicates left out -> held-out split (most recent files in
+// The dataset step: folder(s) -> usable text files -> duplicates left out -> held-out split (most recent files in
 // git) -> examples (FIM through the prompt-format module only, and plain next-token text) -> tokens (the model's
 // own tokenizer, in the engine) -> packed train/val sequences on disk, with examples.jsonl and report.json beside.
+//
+// Memory is bounded: selection keeps no text (only each file's length and fingerprint), the files are read again
+// one by one when their examples are made, and each example's text lives until its line of examples.jsonl is
+// written; what stays is its tokens, 4 bytes each, in memory up to a limit and then in a temporary file, until they
+// are packed and written a block of sequences at a time.
+import { createHash } from "node:crypto";
+import * as path from "node:path";
 import type { ModelInfo, Segment } from "../../protocol/engine";
 import type { DatasetSummary } from "../../protocol/run";
 import { trainingExample, type PromptFormat } from "../promptFormat";
 import { UserError } from "../errors";
 import { repoName } from "../repoName";
 import { describeSkipped, formatBytes } from "../format";
-import { DEFAULT_MAX_FILE_BYTES } from "./sourceFile";
-import { selectFiles, type SourceText } from "./select";
+import { DEFAULT_MAX_FILE_BYTES, readSourceFileSync } from "./sourceFile";
+import { selectRecords, type Selection, type SourceRecord } from "./select";
 import { budgetFor, checkMix, DEFAULT_MIX, fimSpans, narrowSpan, WINDOW_FILL, type Budget, type ExampleMix, type FimSpan } from "./fim";
-import { fitExample, pack } from "./pack";
+import { fitExample, packedBlocks, planPacking, TokenStore } from "./pack";
 import { hash32, rng, shuffleInPlace } from "./random";
-import { findDuplicates } from "./dedupe";
-import { changeTimes, chooseHeldOut, DEFAULT_VAL_FRACTION, holdOutOrder, splitOneFile, type SplitMethod } from "./split";
-import { buildReport, exampleLine, recommendedSteps, SMALL_REPO_TOKENS, smallRepoWarning } from "./report";
-import { writeDataset, type DatasetFiles } from "./write";
+import { findDuplicatesOf, shingles } from "./dedupe";
+import { changeTimes, chooseHeldOut, DEFAULT_VAL_FRACTION, holdOutOrder, splitOneFile, type ChangeTimes, type SplitMethod } from "./split";
+import { buildReport, ExampleCounts, exampleLine, recommendedSteps, SMALL_REPO_TOKENS, smallRepoWarning } from "./report";
+import { DatasetWriter, type DatasetFiles } from "./write";
+import { datasetRoots, type DatasetRoot } from "./roots";
 import { changedSince, updateSplit, type UpdateOption, type UpdateSplit } from "./updateSplit";
 import type { DatasetMeta, DatasetReport } from "../../protocol/dataset";
 
@@ -25,7 +33,11 @@ export interface Tokenizer {
 }
 
 export interface BuildDatasetOptions {
-  folder: string;
+  /**
+   * The folder to learn from, or the folders of a multi-root workspace: each selected with its own git view and
+   * ignore files, its paths prefixed with its name (roots.ts), the held-out split taken across all of them.
+   */
+  folder: string | readonly string[];
   outDir: string;
   tokenizer: Tokenizer;
   format: PromptFormat;
@@ -39,9 +51,9 @@ export interface BuildDatasetOptions {
   mix?: ExampleMix;
   /** The trainer's batch size: with it the summary recommends a number of steps (summary.recommendedSteps). */
   batch?: number;
-  /** Folders never to learn from even when inside `folder` (RepoTune's own runs folder, when placed there). */
+  /** Folders never to learn from even when inside a folder (RepoTune's own runs folder, when placed there). */
   exclude?: string[];
-  /** The user's exclude patterns (gitignore syntax), on top of the folder's .repotuneignore. */
+  /** The user's exclude patterns (gitignore syntax, relative to each folder), on top of its .repotuneignore. */
   excludeGlobs?: string[];
   /** Patterns of files to learn from even though a rule (vendored, generated, excluded...) left them out; never secrets. */
   include?: string[];
@@ -60,23 +72,6 @@ export interface BuiltDataset {
   truncatedExamples: number;
 }
 
-export type { SourceText };
-
-/**
- * What file selection hands the dataset step (select.ts's Selection has this shape). What a selection does not
- * know is left out, and the report shows none.
- */
-export interface FileSelection {
-  usable: SourceText[];
-  skipped: Record<string, number>;
-  listed: number;
-  /** Files left out because they hold a secret, and those files by the rule that found one: counts, never secrets. */
-  secretsExcluded?: number;
-  secretFindings?: Record<string, number>;
-  /** Usable files and their bytes by language. */
-  languages?: Record<string, { files: number; bytes: number }>;
-}
-
 const MAX_EXAMPLES_PER_FILE = 256;
 /** Examples per file cover it about this many times over (each character in about two examples' windows). */
 const COVERAGE = 2;
@@ -84,14 +79,36 @@ const COVERAGE = 2;
 const MAX_SMALL_REPO_SCALE = 8;
 const TOKENIZE_BATCH_CHARS = 512 * 1024;
 const TOKENIZE_BATCH_ITEMS = 512;
+/**
+ * Tokens packed and written at a time (128 MB, and 32 MB of flags), and tokens kept in memory before the rest go to
+ * a temporary file (128 MB): what bounds the build's memory however large the repository. Each block of sequences
+ * reads the file forward once: at 50,000 files (200 million tokens, 262 million places in sequences) nine reads of
+ * 0.7 GB, from the page cache.
+ */
+const WRITE_BLOCK_TOKENS = 32 << 20;
+const STORE_CHUNK_TOKENS = 1 << 20;
+const STORE_MEMORY_CHUNKS = 32;
+
+/** A usable file of one of the roots, by its dataset path (prefixed in a multi-root dataset). */
+interface FileEntry extends SourceRecord {
+  root: DatasetRoot;
+  /** The path within its root's folder. */
+  rel: string;
+  /** Repository name in its prompts' headers. */
+  repo: string;
+}
 
 interface Example {
-  file: SourceText;
+  file: FileEntry;
+  /** The file's text, while the example is being tokenized (a narrowed span is cut from it). */
+  text: string;
   span: FimSpan;
   budget: Budget;
+  split: "train" | "val";
+  /** A training example of the single held-out file ("one-file"): these come after all others, before shuffling. */
+  ownFile: boolean;
   truncated: boolean;
   segments: Segment[];
-  tokens: number[];
 }
 
 export async function buildDataset(opts: BuildDatasetOptions): Promise<BuiltDataset> {
@@ -100,18 +117,24 @@ export async function buildDataset(opts: BuildDatasetOptions): Promise<BuiltData
   const mix = opts.mix ?? DEFAULT_MIX;
   const badMix = checkMix(mix);
   if (badMix !== null) throw new UserError(`The mix of example kinds is invalid: ${badMix} (rest of line, lines, block, next token).`);
+  const roots = datasetRoots(opts.folder);
+  if (opts.update && roots.length > 1) {
+    throw new UserError("An adapter update follows one repository's commits; it cannot take several folders. Update from one folder, or fine-tune from scratch.");
+  }
   const maxFileBytes = opts.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
-  const selection: FileSelection = await selectFiles(opts.folder, {
+  const selection = await selectRoots(roots, {
     maxFileBytes, exclude: opts.exclude, include: opts.include, excludeGlobs: opts.excludeGlobs, signal: opts.signal,
   });
   timer.lap("selection");
   const { usable, skipped, listed } = selection;
+  const many = roots.length > 1;
   if (listed === 0) {
-    throw new UserError(`The folder ${opts.folder} has no files to learn from. Open the folder of a code repository and fine-tune again.`);
+    const where = many ? `The folders ${roots.map((r) => r.folder).join(", ")} have` : `The folder ${roots[0].folder} has`;
+    throw new UserError(`${where} no files to learn from. Open the folder of a code repository and fine-tune again.`);
   }
   if (usable.length === 0) {
     throw new UserError(
-      `The folder has no text files RepoTune can learn from: all ${listed} files were skipped (${describeSkipped(skipped)}). ` +
+      `${many ? "The folders have" : "The folder has"} no text files RepoTune can learn from: all ${listed} files were skipped (${describeSkipped(skipped)}). ` +
         `RepoTune learns from UTF-8 text files up to ${formatBytes(maxFileBytes)} that are not excluded by .gitignore, ` +
         ".repotuneignore or the repotune.dataset.exclude setting, and are not vendored, generated or holding a secret; " +
         "open a folder with source code, or re-admit files with the repotune.dataset.include setting.",
@@ -120,22 +143,26 @@ export async function buildDataset(opts: BuildDatasetOptions): Promise<BuiltData
   checkAborted(opts.signal);
   const valFraction = opts.valFraction ?? DEFAULT_VAL_FRACTION;
   const warnings: string[] = [];
+  const texts = new TextReader(maxFileBytes);
 
   // One order decides both which copy of a duplicate survives and which files are held out: the newest changes in
   // git (or a path hash) come first, so a held-out file keeps its copies out of training.
-  const recency = await changeTimes(opts.folder);
+  const recency = await rootsChangeTimes(roots);
   timer.lap("git history");
-  if (recency.warning !== null) warnings.push(recency.warning);
+  warnings.push(...recency.warnings);
   const byPath = new Map(usable.map((f) => [f.path, f]));
   const ordered = holdOutOrder(usable.map((f) => f.path), recency.times).map((p) => byPath.get(p)!);
-  const { kept, duplicates } = findDuplicates(ordered);
+  // The exact check of a near-duplicate candidate reads both files again; one that changed since it was selected
+  // has no shingles, so it is no one's copy (and is left out below).
+  const { kept, duplicates } = findDuplicatesOf(ordered, (f) => f.fingerprint, (f) => shingles(texts.read(f) ?? ""));
   timer.lap("duplicates");
   if (duplicates.length > 0) log(`Left out ${duplicates.length} duplicate files.`);
   checkAborted(opts.signal);
   let selected = kept;
   let update: UpdateSplit | null = null;
   if (opts.update) {
-    update = updateSplit(kept.map((f) => ({ path: f.path, chars: f.text.length })), await changedSince(opts.folder, opts.update.sinceCommit), recency.times, {
+    const folder = roots[0].folder;
+    update = updateSplit(kept.map((f) => ({ path: f.path, chars: f.chars })), await changedSince(folder, opts.update.sinceCommit), recency.times, {
       seed: opts.seed, replayFraction: opts.update.replayFraction, valFraction,
     });
     const use = new Set([...update.changed, ...update.replay]);
@@ -147,96 +174,272 @@ export async function buildDataset(opts: BuildDatasetOptions): Promise<BuiltData
   const byName = [...selected].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const trainFiles = held.method === "one-file" ? byName : byName.filter((f) => !held.val.has(f.path));
 
-  const repo = await repoName(opts.folder);
-  const charsPerToken = await sampleCharsPerToken(opts.tokenizer, byName);
+  const charsPerToken = await sampleCharsPerToken(opts.tokenizer, byName, texts);
   log(`Read ${selected.length} files; about ${charsPerToken.toFixed(2)} characters per token.`);
-  const scale = smallRepoScale(trainFiles, held.method, repo, opts.seqLen, charsPerToken);
-  const examples: Example[] = [];
-  for (const file of byName) examples.push(...fileExamples(file, repo, opts, charsPerToken, mix, scale));
-  timer.lap("examples");
-  log(`Tokenizing ${examples.length} examples.`);
-  const tokenizer = withBos(opts.tokenizer, opts.model);
-  await tokenizeAll(tokenizer, examples, opts.signal);
-  const truncatedExamples = await fitAll(tokenizer, examples, repo, opts);
-  timer.lap("tokenizing");
-
-  const { train: trainExamples, val: valExamples } = splitExamples(examples, held, valFraction);
-  const splitOf = new Map<Example, "train" | "val">();
-  for (const e of trainExamples) splitOf.set(e, "train");
-  for (const e of valExamples) splitOf.set(e, "val");
-  // Training order is shuffled so that a sequence mixes files; validation keeps file order, which is stable.
-  shuffleInPlace(trainExamples, rng(hash32(`repotune-order:${opts.seed}`)));
-  const noLoss = await noLossTokenIds(opts.tokenizer, opts.format, opts.model);
-  const train = pack(trainExamples.map((e) => e.tokens), opts.seqLen, noLoss);
-  const val = pack(valExamples.map((e) => e.tokens), opts.seqLen, noLoss);
-  timer.lap("packing");
-
-  const steps = opts.batch !== undefined ? recommendedSteps(train.sequences, opts.batch) : null;
-  if (train.tokens < SMALL_REPO_TOKENS) warnings.push(smallRepoWarning(train.tokens, scale, steps));
-  const valFiles = held.method === "one-file" ? byName.filter((f) => f.path === held.order[0]) : byName.filter((f) => held.val.has(f.path));
-  const files: DatasetFiles = { train: trainFiles.map((f) => f.path), val: valFiles.map((f) => f.path), split: held.method };
-  const dups = { exact: 0, near: 0, ofHeldOut: 0 };
-  for (const d of duplicates) {
-    dups[d.kind]++;
-    if (held.val.has(d.of)) dups.ofHeldOut++;
-  }
-  const summary: DatasetSummary = {
-    filesUsed: selected.length,
-    filesSkipped: skipped,
-    examples: examples.length,
-    trainSequences: train.sequences,
-    valSequences: val.sequences,
-    trainTokens: train.tokens,
-    valTokens: val.tokens,
-    seqLen: opts.seqLen,
-    promptFormat: opts.format.family,
-    duplicates: dups,
-    splitMethod: update ? "update" : held.method,
-    heldOutFiles: held.val.size,
-    ...(update ? { changedFiles: update.changed.length, replayFiles: update.replay.length } : {}),
-    charsPerToken,
-    ...(steps !== null ? { recommendedSteps: steps } : {}),
-    warnings,
-  };
-  const meta: DatasetMeta = {
-    format: "repotune-tokens",
-    version: 2,
-    seq_len: opts.seqLen,
-    dtype: "int32",
-    pad: -1,
-    train_sequences: train.sequences,
-    val_sequences: val.sequences,
-    vocab_size: opts.model.vocabSize,
-    prompt_format: opts.format.family,
-    model_path: opts.modelPath,
-    summary,
-  };
-  const chars = (list: readonly SourceText[]) => list.reduce((n, f) => n + f.text.length, 0);
-  const report = buildReport({
-    listed, used: selected.length, skipped, languages: selection.languages ?? {},
-    secretsExcluded: selection.secretsExcluded ?? 0, secretFindings: selection.secretFindings ?? {},
-    duplicates, method: held.method, heldOut: held.order, trainFiles: trainFiles.length,
-    heldOutChars: held.method === "one-file" ? 0 : chars(valFiles), totalChars: chars(selected),
-    trainTokens: train.tokens, valTokens: val.tokens, charsPerToken,
-    trainSequences: train.sequences, valSequences: val.sequences, seqLen: opts.seqLen,
-    examples: examples.map((e) => ({ split: splitOf.get(e)!, kind: e.span.kind, openEnd: e.span.openEnd, truncated: e.truncated })),
-    mix, perFileScale: scale, recommendedSteps: steps, warnings,
-  });
-  checkAborted(opts.signal);
-  // Examples were made file by file in name order, each file's by position: examples.jsonl reads top to bottom.
-  // Lines are made as they are written, not all held at once.
-  const lines = (function* () {
-    for (const e of examples) {
-      yield exampleLine({
-        split: splitOf.get(e)!, file: e.file.path, kind: e.span.kind, openEnd: e.span.openEnd, start: e.span.start,
-        prompt: promptText(e, opts.format, repo), middle: e.span.middle, tokens: e.tokens.length, truncated: e.truncated,
-      });
+  const scale = smallRepoScale(trainFiles, held.method, opts.seqLen, charsPerToken);
+  const bos = opts.model.addBos && opts.model.bos !== null ? opts.model.bos : null;
+  const writer = await DatasetWriter.open(opts.outDir);
+  const made = new ExampleMaker(opts, bos, writer, path.join(opts.outDir, `.tokens.${process.pid}.${Date.now()}.tmp`));
+  try {
+    // Examples are made file by file in name order, each file's by position, and their lines of examples.jsonl
+    // written as they are tokenized: the file reads top to bottom, and no list of examples is kept.
+    let changed = 0;
+    for (const file of byName) {
+      checkAborted(opts.signal);
+      const text = texts.read(file);
+      if (text === null) {
+        changed++;
+        continue;
+      }
+      await made.addFile(fileExamples(file, text, opts, charsPerToken, mix, scale, held, valFraction));
     }
-  })();
-  await writeDataset(opts.outDir, { train, val, meta, files, examples: lines, report });
-  timer.lap("report and writing");
-  log(timer.line());
-  return { summary, meta, files, report, truncatedExamples };
+    await made.flush();
+    timer.lap("examples and tokenizing");
+    if (changed > 0) {
+      warnings.push(`${changed} files changed or went away while the dataset was built and were left out; fine-tune again to learn from them.`);
+    }
+    log(`Made ${made.counts.train + made.counts.val} examples.`);
+
+    // Training order is shuffled so that a sequence mixes files; validation keeps file order, which is stable.
+    const trainOrder = [...made.train, ...made.ownTrain];
+    shuffleInPlace(trainOrder, rng(hash32(`repotune-order:${opts.seed}`)));
+    const noLoss = await noLossTokenIds(opts.tokenizer, opts.format, opts.model);
+    const train = planPacking(made.store, trainOrder, opts.seqLen);
+    const val = planPacking(made.store, made.val, opts.seqLen);
+    timer.lap("packing");
+
+    const steps = opts.batch !== undefined ? recommendedSteps(train.sequences, opts.batch) : null;
+    if (train.tokens < SMALL_REPO_TOKENS) warnings.push(smallRepoWarning(train.tokens, scale, steps));
+    const valFiles = held.method === "one-file" ? byName.filter((f) => f.path === held.order[0]) : byName.filter((f) => held.val.has(f.path));
+    const files: DatasetFiles = { train: trainFiles.map((f) => f.path), val: valFiles.map((f) => f.path), split: held.method };
+    const dups = { exact: 0, near: 0, ofHeldOut: 0 };
+    for (const d of duplicates) {
+      dups[d.kind]++;
+      if (held.val.has(d.of)) dups.ofHeldOut++;
+    }
+    const summary: DatasetSummary = {
+      filesUsed: selected.length,
+      filesSkipped: skipped,
+      examples: made.counts.train + made.counts.val,
+      trainSequences: train.sequences,
+      valSequences: val.sequences,
+      trainTokens: train.tokens,
+      valTokens: val.tokens,
+      seqLen: opts.seqLen,
+      promptFormat: opts.format.family,
+      duplicates: dups,
+      splitMethod: update ? "update" : held.method,
+      heldOutFiles: held.val.size,
+      ...(update ? { changedFiles: update.changed.length, replayFiles: update.replay.length } : {}),
+      charsPerToken,
+      ...(steps !== null ? { recommendedSteps: steps } : {}),
+      warnings,
+    };
+    const meta: DatasetMeta = {
+      format: "repotune-tokens",
+      version: 2,
+      seq_len: opts.seqLen,
+      dtype: "int32",
+      pad: -1,
+      train_sequences: train.sequences,
+      val_sequences: val.sequences,
+      vocab_size: opts.model.vocabSize,
+      prompt_format: opts.format.family,
+      model_path: opts.modelPath,
+      summary,
+    };
+    const chars = (list: readonly FileEntry[]) => list.reduce((n, f) => n + f.chars, 0);
+    const report = buildReport({
+      listed, used: selected.length, skipped, languages: selection.languages,
+      secretsExcluded: selection.secretsExcluded, secretFindings: selection.secretFindings,
+      duplicates, method: held.method, heldOut: held.order, trainFiles: trainFiles.length,
+      heldOutChars: held.method === "one-file" ? 0 : chars(valFiles), totalChars: chars(selected),
+      trainTokens: train.tokens, valTokens: val.tokens, charsPerToken,
+      trainSequences: train.sequences, valSequences: val.sequences, seqLen: opts.seqLen,
+      examples: made.counts, mix, perFileScale: scale, recommendedSteps: steps, warnings,
+    });
+    checkAborted(opts.signal);
+    const block = Math.max(1, Math.floor(WRITE_BLOCK_TOKENS / opts.seqLen));
+    await writer.split("train", packedBlocks(made.store, train, noLoss, block));
+    await writer.split("val", packedBlocks(made.store, val, noLoss, block));
+    await writer.finish({ meta, files, report });
+    timer.lap("writing");
+    log(timer.line());
+    return { summary, meta, files, report, truncatedExamples: made.counts.truncated };
+  } catch (err) {
+    // A batch may still be at the tokenizer: it ends before the files it writes to go.
+    await made.idle();
+    await writer.abort();
+    throw err;
+  } finally {
+    made.store.dispose();
+  }
+}
+
+/**
+ * Each root selected on its own (its git view, .gitignore and .repotuneignore; patterns relative to it), its paths
+ * prefixed with its name in a multi-root dataset, and the counts added up.
+ */
+async function selectRoots(roots: readonly DatasetRoot[], opts: Parameters<typeof selectRecords>[1]): Promise<Selection<FileEntry>> {
+  const out: Selection<FileEntry> = { usable: [], skipped: {}, listed: 0, secretsExcluded: 0, secretFindings: {}, languages: {} };
+  const add = (table: Record<string, number>, from: Record<string, number>) => {
+    for (const [k, n] of Object.entries(from)) table[k] = (table[k] ?? 0) + n;
+  };
+  for (const root of roots) {
+    const s = await selectRecords(root.folder, opts);
+    const repo = await repoName(root.folder);
+    for (const f of s.usable) out.usable.push({ ...f, path: root.prefix + f.path, rel: f.path, root, repo });
+    add(out.skipped, s.skipped);
+    out.listed += s.listed;
+    out.secretsExcluded += s.secretsExcluded;
+    add(out.secretFindings, s.secretFindings);
+    for (const [lang, st] of Object.entries(s.languages)) {
+      const t = (out.languages[lang] ??= { files: 0, bytes: 0 });
+      t.files += st.files;
+      t.bytes += st.bytes;
+    }
+  }
+  if (roots.length === 1) return out;
+  // Roots come in the order given, not by name: sorted as one folder's would be.
+  const sorted = <T>(table: Record<string, T>) => Object.fromEntries(Object.entries(table).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  out.usable.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return { ...out, skipped: sorted(out.skipped), secretFindings: sorted(out.secretFindings), languages: sorted(out.languages) };
+}
+
+/** Change times of every root's files, by dataset path; null when no root has git history. */
+async function rootsChangeTimes(roots: readonly DatasetRoot[]): Promise<{ times: Map<string, number> | null; warnings: string[] }> {
+  const each: ChangeTimes[] = [];
+  for (const root of roots) each.push(await changeTimes(root.folder));
+  const warnings = each.flatMap((c) => (c.warning === null ? [] : [c.warning]));
+  if (roots.length === 1) return { times: each[0].times, warnings };
+  if (each.every((c) => c.times === null)) return { times: null, warnings };
+  const times = new Map<string, number>();
+  each.forEach((c, i) => c.times?.forEach((t, p) => times.set(roots[i].prefix + p, t)));
+  return { times, warnings };
+}
+
+/**
+ * Reads a selected file again, as it was when selected: a file whose text changed since (its hash differs) or that
+ * can no longer be read gives null, so that nothing enters the dataset that the secret scan did not see.
+ */
+class TextReader {
+  constructor(private readonly maxFileBytes: number) {}
+
+  read(file: FileEntry): string | null {
+    const read = readSourceFileSync(path.join(file.root.folder, file.rel), this.maxFileBytes);
+    if (!read.ok) return null;
+    return createHash("sha256").update(read.text).digest("hex") === file.fingerprint.digest ? read.text : null;
+  }
+}
+
+/**
+ * Tokenizes examples in batches as files hand them over, fits the long ones into the sequence length, writes their
+ * lines of examples.jsonl, and keeps their tokens (BOS first where the model wants it) in a TokenStore, by split.
+ */
+class ExampleMaker {
+  readonly store: TokenStore;
+  readonly counts = new ExampleCounts();
+  /** Store indices of training examples in example order; ownTrain: a single held-out file's training examples, which come last. */
+  readonly train: number[] = [];
+  readonly ownTrain: number[] = [];
+  readonly val: number[] = [];
+  private batch: Example[] = [];
+  private chars = 0;
+  private inFlight: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly opts: BuildDatasetOptions,
+    private readonly bos: number | null,
+    private readonly writer: DatasetWriter,
+    spillPath: string,
+  ) {
+    this.store = new TokenStore(opts.seqLen, { path: spillPath, memoryChunks: STORE_MEMORY_CHUNKS }, STORE_CHUNK_TOKENS);
+  }
+
+  async addFile(examples: readonly Example[]): Promise<void> {
+    for (const e of examples) {
+      this.batch.push(e);
+      this.chars += e.segments.reduce((n, s) => n + s.text.length, 0);
+      if (this.chars >= TOKENIZE_BATCH_CHARS || this.batch.length >= TOKENIZE_BATCH_ITEMS) await this.send();
+    }
+  }
+
+  /** Resolves when no batch is at the tokenizer any more, whether it succeeded or not. */
+  idle(): Promise<void> {
+    return this.inFlight.catch(() => undefined);
+  }
+
+  /** Sends what is left and waits until every example is stored and written. */
+  async flush(): Promise<void> {
+    await this.send();
+    await this.inFlight;
+  }
+
+  /**
+   * Sends the batch to the tokenizer and returns once the batch before it is done: the engine tokenizes one batch
+   * (in its own process) while this thread makes the next, and at most two batches of examples are held.
+   */
+  private async send(): Promise<void> {
+    const batch = this.batch;
+    if (batch.length === 0) return;
+    this.batch = [];
+    this.chars = 0;
+    checkAborted(this.opts.signal);
+    const tokens = this.tokenize(batch);
+    const previous = this.inFlight;
+    const done = (async () => {
+      const t = await tokens;
+      await previous;
+      await this.finish(batch, t);
+    })();
+    // Marked as handled now: a failure is thrown where it is awaited (the next send, or flush), not as an
+    // unhandled rejection while this thread is busy making examples.
+    done.catch(() => undefined);
+    this.inFlight = done;
+    await previous;
+  }
+
+  private async finish(batch: Example[], tokens: number[][]): Promise<void> {
+    // An example that came out longer than seqLen (code denser than the sample) is rebuilt with its budget narrowed
+    // by the overshoot, and only if still too long is it cut.
+    const long = batch.flatMap((e, i) => (tokens[i].length + this.extra > this.opts.seqLen ? [i] : []));
+    if (long.length > 0) {
+      for (const i of long) {
+        const e = batch[i];
+        e.span = narrowSpan(e.text, e.span, e.budget, (this.opts.seqLen * WINDOW_FILL) / (tokens[i].length + this.extra));
+        e.segments = segmentsOf(e.span, e.file.path, e.file.repo, this.opts.format);
+      }
+      const again = await this.tokenize(long.map((i) => batch[i]));
+      tokens = [...tokens];
+      long.forEach((i, k) => (tokens[i] = again[k]));
+    }
+    for (let i = 0; i < batch.length; i++) {
+      const e = batch[i];
+      let t = tokens[i];
+      if (t.length + this.extra > this.opts.seqLen) {
+        t = fitExample(t, this.opts.seqLen - this.extra).tokens;
+        e.truncated = true;
+      }
+      const index = this.store.add(t, this.bos ?? undefined);
+      (e.split === "val" ? this.val : e.ownFile ? this.ownTrain : this.train).push(index);
+      this.counts.add({ split: e.split, kind: e.span.kind, openEnd: e.span.openEnd, truncated: e.truncated });
+      await this.writer.exampleLine(exampleLine({
+        split: e.split, file: e.file.path, kind: e.span.kind, openEnd: e.span.openEnd, start: e.span.start,
+        prompt: promptText(e), middle: e.span.middle, tokens: t.length + this.extra, truncated: e.truncated,
+      }));
+    }
+  }
+
+  /** BOS, which the engine prepends to every completion prompt of a model that asks for one: 1 token or none. */
+  private get extra(): number {
+    return this.bos === null ? 0 : 1;
+  }
+
+  private async tokenize(batch: readonly Example[]): Promise<number[][]> {
+    const tokens = await this.opts.tokenizer.tokenize(batch.map((e) => e.segments));
+    if (tokens.length !== batch.length) throw new Error(`The engine returned ${tokens.length} token lists for ${batch.length} examples.`);
+    return tokens;
+  }
 }
 
 interface HeldOut {
@@ -247,9 +450,9 @@ interface HeldOut {
   val: Set<string>;
 }
 
-function holdOut(kept: readonly SourceText[], times: ReadonlyMap<string, number> | null, valFraction: number): HeldOut {
+function holdOut(kept: readonly FileEntry[], times: ReadonlyMap<string, number> | null, valFraction: number): HeldOut {
   if (kept.length === 1) return { method: "one-file", order: [kept[0].path], val: new Set() };
-  const order = chooseHeldOut(kept.map((f) => ({ path: f.path, chars: f.text.length })), valFraction).val;
+  const order = chooseHeldOut(kept.map((f) => ({ path: f.path, chars: f.chars })), valFraction).val;
   // Files that all changed at once (one commit, nothing committed yet) carry no recency: their order is the hash's.
   const distinct = new Set(kept.map((f) => times?.get(f.path) ?? -Infinity));
   return { method: distinct.size > 1 ? "recent" : "hash", order, val: new Set(order) };
@@ -259,25 +462,6 @@ function holdOut(kept: readonly SourceText[], times: ReadonlyMap<string, number>
 function updateHeldOut(u: UpdateSplit): HeldOut {
   if (u.changed.length === 1) return { method: "one-file", order: [u.changed[0]], val: new Set() };
   return { method: "recent", order: u.heldOut, val: new Set(u.heldOut) };
-}
-
-function splitExamples(examples: Example[], held: HeldOut, valFraction: number): { train: Example[]; val: Example[] } {
-  if (held.method === "one-file") {
-    // The one file's end is held out; other files (an update's replayed ones) all train.
-    const own = splitOneFile(examples.filter((e) => e.file.path === held.order[0]), (e) => e.span.start, valFraction);
-    return { train: [...examples.filter((e) => e.file.path !== held.order[0]), ...own.train], val: own.val };
-  }
-  return { train: examples.filter((e) => !held.val.has(e.file.path)), val: examples.filter((e) => held.val.has(e.file.path)) };
-}
-
-/**
- * The engine prepends BOS to every completion prompt of a model that asks for one (ModelInfo.addBos), so each
- * training example starts with it too: the adapter learns on exactly the token sequence it is later asked.
- */
-function withBos(tokenizer: Tokenizer, model: ModelInfo): Tokenizer {
-  const bos = model.addBos && model.bos !== null ? model.bos : null;
-  if (bos === null) return tokenizer;
-  return { tokenize: async (items) => (await tokenizer.tokenize(items)).map((t) => [bos, ...t]) };
 }
 
 /**
@@ -297,11 +481,13 @@ async function noLossTokenIds(tokenizer: Tokenizer, format: PromptFormat, model:
 }
 
 /** Characters per token of this model on this code, measured on a sample, to size context windows in characters. */
-async function sampleCharsPerToken(tokenizer: Tokenizer, files: SourceText[]): Promise<number> {
+async function sampleCharsPerToken(tokenizer: Tokenizer, files: readonly FileEntry[], texts: TextReader): Promise<number> {
   const sample: Segment[][] = [];
   let chars = 0;
   for (const f of files) {
-    const text = f.text.slice(0, 16 * 1024);
+    const full = texts.read(f);
+    if (full === null) continue;
+    const text = full.slice(0, 16 * 1024);
     sample.push([{ text, special: false }]);
     chars += text.length;
     if (chars >= 64 * 1024) break;
@@ -310,23 +496,39 @@ async function sampleCharsPerToken(tokenizer: Tokenizer, files: SourceText[]): P
   return tokens > 0 ? chars / tokens : 1;
 }
 
-function fileExamples(file: SourceText, repo: string, opts: BuildDatasetOptions, charsPerToken: number, mix: ExampleMix, scale: number): Example[] {
-  const budget = budgetFor(opts.seqLen, charsPerToken, file.path, repo);
-  const spans = fimSpans(file.text, examplesPerFile(file, budget, scale), budget, rng(hash32(`repotune-fim:${opts.seed}:${file.path}`)), mix);
+/**
+ * A file's examples, each with its split: a held-out file's are validation examples; with a single file
+ * ("one-file"), its last examples by position are.
+ */
+function fileExamples(
+  file: FileEntry, text: string, opts: BuildDatasetOptions, charsPerToken: number, mix: ExampleMix, scale: number, held: HeldOut,
+  valFraction: number,
+): Example[] {
+  const budget = budgetFor(opts.seqLen, charsPerToken, file.path, file.repo);
+  const spans = fimSpans(text, examplesPerFile(file.chars, budget, scale), budget, rng(hash32(`repotune-fim:${opts.seed}:${file.path}`)), mix);
   // A short file drawn many times repeats cursors: one example per distinct span.
   const seen = new Set<string>();
   const out: Example[] = [];
+  const split = held.val.has(file.path) ? "val" : "train";
   for (const span of spans) {
     const key = `${span.kind}:${span.start}:${span.middle.length}:${span.openEnd}`;
     if (seen.has(key)) continue;
     seen.add(key);
-    out.push({ file, span, budget, truncated: false, segments: segmentsOf(span, file.path, repo, opts.format), tokens: [] });
+    out.push({ file, text, span, budget, split, ownFile: false, truncated: false, segments: segmentsOf(span, file.path, file.repo, opts.format) });
+  }
+  if (held.method === "one-file" && file.path === held.order[0]) {
+    // The one file's end is held out; other files (an update's replayed ones) all train.
+    const own = splitOneFile(out, (e) => e.span.start, valFraction);
+    for (const e of own.train) e.ownFile = true;
+    for (const e of own.val) e.split = "val";
+    // Sorted by position, as they already were (spans come in file order and the sort is stable).
+    return [...own.train, ...own.val].sort((a, b) => a.span.start - b.span.start);
   }
   return out;
 }
 
-function examplesPerFile(file: SourceText, budget: Budget, scale: number): number {
-  const base = Math.max(2, Math.ceil((COVERAGE * file.text.length) / (budget.prompt + budget.middle)));
+function examplesPerFile(chars: number, budget: Budget, scale: number): number {
+  const base = Math.max(2, Math.ceil((COVERAGE * chars) / (budget.prompt + budget.middle)));
   return Math.min(MAX_EXAMPLES_PER_FILE * scale, base * scale);
 }
 
@@ -334,12 +536,12 @@ function examplesPerFile(file: SourceText, budget: Budget, scale: number): numbe
  * How many times more examples per file a small repository gets: enough for about SMALL_REPO_TOKENS training tokens
  * (estimated from characters before anything is tokenized), at most MAX_SMALL_REPO_SCALE.
  */
-function smallRepoScale(trainFiles: readonly SourceText[], method: SplitMethod, repo: string, seqLen: number, charsPerToken: number): number {
+function smallRepoScale(trainFiles: readonly FileEntry[], method: SplitMethod, seqLen: number, charsPerToken: number): number {
   let chars = 0;
   for (const f of trainFiles) {
-    const budget = budgetFor(seqLen, charsPerToken, f.path, repo);
+    const budget = budgetFor(seqLen, charsPerToken, f.path, f.repo);
     // An example holds at most its budget, or the whole file when that is shorter.
-    chars += examplesPerFile(f, budget, 1) * Math.min(f.text.length, budget.prompt + budget.middle);
+    chars += examplesPerFile(f.chars, budget, 1) * Math.min(f.chars, budget.prompt + budget.middle);
   }
   const tokens = (chars / charsPerToken) * (method === "one-file" ? 0.9 : 1);
   return tokens >= SMALL_REPO_TOKENS ? 1 : Math.min(MAX_SMALL_REPO_SCALE, Math.ceil(SMALL_REPO_TOKENS / Math.max(1, tokens)));
@@ -351,51 +553,17 @@ function segmentsOf(span: FimSpan, filePath: string, repo: string, format: Promp
   return trainingExample(format, { prefix: span.prefix, middle: span.middle, suffix: span.suffix, filePath, repoName: repo });
 }
 
-/** The prompt of an example as text, special tokens as their text: what examples.jsonl shows before the middle. */
-function promptText(e: Example, format: PromptFormat, repo: string): string {
-  if (e.span.kind === "next-token") return "";
-  return format.fim({ prefix: e.span.prefix, suffix: e.span.suffix, filePath: e.file.path, repoName: repo }).map((s) => s.text).join("");
-}
-
-async function tokenizeAll(tokenizer: Tokenizer, examples: Example[], signal?: AbortSignal): Promise<void> {
-  let batch: Example[] = [];
-  let chars = 0;
-  const flush = async () => {
-    if (batch.length === 0) return;
-    checkAborted(signal);
-    const tokens = await tokenizer.tokenize(batch.map((e) => e.segments));
-    if (tokens.length !== batch.length) throw new Error(`The engine returned ${tokens.length} token lists for ${batch.length} examples.`);
-    batch.forEach((e, i) => (e.tokens = tokens[i]));
-    batch = [];
-    chars = 0;
-  };
-  for (const e of examples) {
-    batch.push(e);
-    chars += e.segments.reduce((n, s) => n + s.text.length, 0);
-    if (chars >= TOKENIZE_BATCH_CHARS || batch.length >= TOKENIZE_BATCH_ITEMS) await flush();
-  }
-  await flush();
-}
-
 /**
- * Keeps every example within seqLen: one that came out longer (code denser than the sample) is rebuilt with its
- * budget narrowed by the overshoot, and only if still too long is it cut. Returns how many were cut.
+ * The prompt of an example as text, special tokens as their text: what examples.jsonl shows before the middle. A FIM
+ * example's segments are the prompt, the middle and the end-of-middle token (trainingExample; an empty middle is
+ * left out).
  */
-async function fitAll(tokenizer: Tokenizer, examples: Example[], repo: string, opts: BuildDatasetOptions): Promise<number> {
-  const long = examples.filter((e) => e.tokens.length > opts.seqLen);
-  for (const e of long) {
-    e.span = narrowSpan(e.file.text, e.span, e.budget, (opts.seqLen * WINDOW_FILL) / e.tokens.length);
-    e.segments = segmentsOf(e.span, e.file.path, repo, opts.format);
-  }
-  await tokenizeAll(tokenizer, long, opts.signal);
-  let truncated = 0;
-  for (const e of long) {
-    const fit = fitExample(e.tokens, opts.seqLen);
-    e.tokens = fit.tokens;
-    e.truncated = fit.truncated;
-    if (fit.truncated) truncated++;
-  }
-  return truncated;
+function promptText(e: Example): string {
+  if (e.span.kind === "next-token") return "";
+  const end = e.segments.length - (e.span.middle === "" ? 1 : 2);
+  let text = "";
+  for (let i = 0; i < end; i++) text += e.segments[i].text;
+  return text;
 }
 
 /** Seconds per step of the build, logged as one line at the end ("Time by step: selection 1.2 s, ..."). */

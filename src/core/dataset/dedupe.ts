@@ -6,18 +6,17 @@
 // Written here rather than taken from npm: `minhash` (0.0.9, the one MinHash + LSH package, a few thousand downloads
 // a month) computes (a * h + b) % p in doubles far past 2^53, so its permutations lose their low bits;
 // bloom-filters' MinHash draws its hash functions from Math.random, so the same repository would not dedupe the same
-// way twice, and has no LSH index. What is needed here is small: a tokenizer, 128 seeded hash functions, banding.
+// way twice, and has no LSH index. What is needed here is small: a tokenizer, one-permutation MinHash, banding.
 import { createHash } from "node:crypto";
 
 /** Files at least this similar (Jaccard of their token 5-gram sets) are near duplicates; the usual threshold. */
 export const NEAR_DUPLICATE_JACCARD = 0.85;
 
 const SHINGLE = 5;
-const PERMUTATIONS = 128;
-// 16 bands of 8 rows: a pair at Jaccard 0.85 shares a whole band with probability 1 - (1 - 0.85^8)^16 = 0.994,
+// 16 bands of 8 rows (of the 128 values of a signature): a pair at Jaccard 0.85 shares a whole band with probability 1 - (1 - 0.85^8)^16 = 0.994,
 // a pair at 0.5 with 0.06 (and is then checked and dropped).
 const BANDS = 16;
-const ROWS = PERMUTATIONS / BANDS;
+const ROWS = 128 / BANDS;
 /** Below this many shingles a file is too short for its similarity to mean much (a one-line re-export). */
 const MIN_SHINGLES = 8;
 /** Candidates whose MinHash estimate is this low are not worth an exact check: 8 standard deviations below 0.85. */
@@ -40,19 +39,41 @@ export interface Duplicate {
   similarity: number;
 }
 
+/**
+ * What dedupe needs of a file, computed where the file is read (in file selection's worker threads), so that the
+ * text itself need not be kept: its content hash, and its MinHash signature (null when the file has fewer than
+ * MIN_SHINGLES distinct shingles, too short for its similarity to mean much).
+ */
+export interface Fingerprint {
+  digest: string;
+  signature: Int32Array | null;
+}
+
 /** Files in the order given, less the duplicates of an earlier file, and those duplicates. */
 export function findDuplicates<T extends { path: string; text: string }>(files: readonly T[]): { kept: T[]; duplicates: Duplicate[] } {
+  const prints = new Map(files.map((f) => [f, fingerprint(f.text)]));
+  return findDuplicatesOf(files, (f) => prints.get(f)!, (f) => shingles(f.text));
+}
+
+/**
+ * findDuplicates on fingerprints: `shinglesOf` is asked only for the few files whose signatures make them
+ * candidates (the dataset step reads those files again), for the exact check that decides.
+ */
+export function findDuplicatesOf<T extends { path: string }>(
+  files: readonly T[],
+  fingerprintOf: (file: T) => Fingerprint,
+  shinglesOf: (file: T) => Int32Array,
+): { kept: T[]; duplicates: Duplicate[] } {
   const kept: T[] = [];
   const duplicates: Duplicate[] = [];
   const byContent = new Map<string, T>();
   const index = new LshIndex();
-  // Shingles of kept files are recomputed when a candidate needs an exact check; a few are cached for the case of
-  // many edited copies of one file.
+  // A few shingle sets are cached for the case of many edited copies of one file.
   const cache = new Map<number, Int32Array>();
   const shinglesOfKept = (i: number): Int32Array => {
     let s = cache.get(i);
     if (s === undefined) {
-      s = shingles(kept[i].text);
+      s = shinglesOf(kept[i]);
       if (cache.size >= 64) cache.delete(cache.keys().next().value!);
       cache.set(i, s);
     }
@@ -60,19 +81,19 @@ export function findDuplicates<T extends { path: string; text: string }>(files: 
   };
 
   for (const file of files) {
-    const digest = createHash("sha256").update(file.text).digest("hex");
+    const { digest, signature: sig } = fingerprintOf(file);
     const twin = byContent.get(digest);
     if (twin !== undefined) {
       duplicates.push({ path: file.path, of: twin.path, kind: "exact", similarity: 1 });
       continue;
     }
     byContent.set(digest, file);
-    const own = shingles(file.text);
-    if (own.length >= MIN_SHINGLES) {
-      const sig = signature(own);
+    if (sig !== null) {
+      let own: Int32Array | null = null;
       let best: { i: number; j: number } | null = null;
       for (const i of index.candidates(sig)) {
         if (estimate(sig, index.signatureOf(i)) < ESTIMATE_FLOOR) continue;
+        own ??= shinglesOf(file);
         const j = jaccard(own, shinglesOfKept(i));
         if (j >= NEAR_DUPLICATE_JACCARD && (best === null || j > best.j)) best = { i, j };
       }
@@ -88,11 +109,84 @@ export function findDuplicates<T extends { path: string; text: string }>(files: 
 }
 
 /**
+ * The content hash and MinHash signature of a text, in one pass over its shingles and without sorting them.
+ *
+ * The signature is one-permutation hashing (Li, Owen and Zhang, 2012) densified by rotation (Shrivastava and Li,
+ * 2014): each shingle hash falls into one of SIGNATURE_BINS bins by its top bits and each bin keeps its least value;
+ * an empty bin borrows the value of the next non-empty one, marked with the distance so that it only equals a value
+ * borrowed the same way. Two files agree on a bin with probability about their Jaccard similarity, as with one hash
+ * function per bin, at one hash per shingle instead of 128: with 128 functions the signatures were half of the
+ * dataset build's CPU time on the main thread (bench/dataset.mjs).
+ */
+export function fingerprint(text: string): Fingerprint {
+  const digest = createHash("sha256").update(text).digest("hex");
+  const count = tokenHashes(text);
+  if (count === 0) return { digest, signature: null };
+  const tokens = scratch;
+  const bins = new Int32Array(SIGNATURE_BINS).fill(EMPTY_BIN);
+  // Distinct shingles are counted only up to MIN_SHINGLES, which is all the short-file rule needs.
+  const few = new Int32Array(MIN_SHINGLES);
+  let distinct = 0;
+  forEachShingle(tokens, count, (_, h) => {
+    const b = h >>> BIN_SHIFT;
+    const v = h & VALUE_MASK;
+    if (v < bins[b]) bins[b] = v;
+    if (distinct < MIN_SHINGLES) {
+      let seen = false;
+      for (let d = 0; d < distinct; d++) if (few[d] === h) seen = true;
+      if (!seen) few[distinct++] = h;
+    }
+  });
+  if (distinct < MIN_SHINGLES) return { digest, signature: null };
+  const signature = new Int32Array(SIGNATURE_BINS);
+  for (let b = 0; b < SIGNATURE_BINS; b++) {
+    let d = 0;
+    while (bins[(b + d) % SIGNATURE_BINS] === EMPTY_BIN) d++;
+    signature[b] = (d << BIN_SHIFT) | bins[(b + d) % SIGNATURE_BINS];
+  }
+  return { digest, signature };
+}
+
+/**
  * Sorted, distinct 32-bit hashes of a text's token 5-grams. Tokens are a cheap reading of code: runs of word
  * characters (identifiers, numbers, keywords; any non-ASCII character counts as one) and single punctuation
  * characters; white space only separates, so re-indenting a file does not make it different.
  */
 export function shingles(text: string): Int32Array {
+  const count = tokenHashes(text);
+  if (count === 0) return new Int32Array(0);
+  const tokens = scratch;
+  const m = Math.max(1, count - SHINGLE + 1);
+  const out = new Int32Array(m);
+  forEachShingle(tokens, count, (s, h) => (out[s] = h));
+  out.sort();
+  let w = 0;
+  for (let r = 0; r < out.length; r++) if (r === 0 || out[r] !== out[r - 1]) out[w++] = out[r];
+  return out.slice(0, w);
+}
+
+/**
+ * Calls `each(s, hash)` for the hash of each run of SHINGLE tokens (the whole list when shorter), s = 0, 1, ...
+ * A polynomial hash rolls from one shingle to the next in two multiplications instead of SHINGLE, then fmix32 mixes
+ * it: this loop runs once per token of every file selected.
+ */
+function forEachShingle(tokens: Int32Array, count: number, each: (s: number, hash: number) => void): void {
+  const width = Math.min(count, SHINGLE);
+  let h = 0;
+  for (let k = 0; k < width; k++) h = (Math.imul(h, SHINGLE_BASE) + tokens[k]) | 0;
+  each(0, fmix32(h));
+  for (let s = 1; s + SHINGLE <= count; s++) {
+    h = (Math.imul(h - Math.imul(tokens[s - 1], BASE_TO_SHINGLE_1), SHINGLE_BASE) + tokens[s + SHINGLE - 1]) | 0;
+    each(s, fmix32(h));
+  }
+}
+
+const SHINGLE_BASE = 0x01000193;
+/** SHINGLE_BASE ** (SHINGLE - 1), mod 2^32: the weight of a shingle's first token. */
+const BASE_TO_SHINGLE_1 = Array.from({ length: SHINGLE - 1 }).reduce<number>((p) => Math.imul(p, SHINGLE_BASE), 1);
+
+/** Hashes of a text's tokens into `scratch`; returns how many. */
+function tokenHashes(text: string): number {
   const n = text.length;
   if (scratch.length < n) scratch = new Int32Array(Math.max(n, 2 * scratch.length));
   const tokens = scratch;
@@ -113,26 +207,18 @@ export function shingles(text: string): Int32Array {
     }
     tokens[count++] = h;
   }
-  if (count === 0) return new Int32Array(0);
-  const m = Math.max(1, count - SHINGLE + 1);
-  const out = new Int32Array(m);
-  for (let s = 0; s < m; s++) {
-    let h = 0x811c9dc5;
-    for (let k = s; k < Math.min(count, s + SHINGLE); k++) h = Math.imul(h ^ tokens[k], 0x01000193);
-    out[s] = fmix32(h);
-  }
-  out.sort();
-  let w = 0;
-  for (let r = 0; r < out.length; r++) if (r === 0 || out[r] !== out[r - 1]) out[w++] = out[r];
-  return out.slice(0, w);
+  return count;
 }
 
 /** Token hashes of the file being read, reused from file to file (a file has at most one token per character). */
 let scratch = new Int32Array(1 << 16);
 
 function isWord(c: number): boolean {
-  return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95 || c === 36 || c >= 128;
+  return c >= 128 || WORD_ASCII[c] === 1;
 }
+
+/** ASCII word characters: [0-9A-Za-z_$]. */
+const WORD_ASCII = Uint8Array.from({ length: 128 }, (_, c) => ((c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95 || c === 36 ? 1 : 0));
 
 /** murmur3's finalizer: a cheap, well-mixing bijection on 32 bits (signed: V8 keeps int32 values unboxed). */
 function fmix32(h: number): number {
@@ -143,50 +229,17 @@ function fmix32(h: number): number {
   return h ^ (h >>> 16);
 }
 
-/**
- * The k-th hash function is (x ^ SEEDS[k]) * MULTIPLIERS[k] mod 2^32, fixed for every run: a bijection, and enough
- * of a random permutation here because shingle hashes are already well mixed (fmix32) and the order of a product is
- * decided by its high bits, which depend on every bit of x. Near-duplicate candidates are checked exactly anyway.
- * One multiply per shingle and function: with four functions per pass, half the time of a full mix of each value.
- */
-const SEEDS = Int32Array.from({ length: PERMUTATIONS }, (_, k) => fmix32(Math.imul(k + 1, 0x9e3779b9)));
-const MULTIPLIERS = Int32Array.from({ length: PERMUTATIONS }, (_, k) => fmix32(Math.imul(k + 1, 0x85ebca6b) ^ 0x5bd1e995) | 1);
-
-/** The MinHash signature: for each of the hash functions, the least hash over the shingles. */
-export function signature(shingleSet: Int32Array): Int32Array {
-  const sig = new Int32Array(PERMUTATIONS);
-  // Four functions per pass over the shingles: four independent multiply chains keep the CPU busy.
-  for (let k = 0; k < PERMUTATIONS; k += 4) {
-    const [s0, s1, s2, s3] = [SEEDS[k], SEEDS[k + 1], SEEDS[k + 2], SEEDS[k + 3]];
-    const [m0, m1, m2, m3] = [MULTIPLIERS[k], MULTIPLIERS[k + 1], MULTIPLIERS[k + 2], MULTIPLIERS[k + 3]];
-    let min0 = 0x7fffffff;
-    let min1 = 0x7fffffff;
-    let min2 = 0x7fffffff;
-    let min3 = 0x7fffffff;
-    for (let s = 0; s < shingleSet.length; s++) {
-      const x = shingleSet[s];
-      const h0 = Math.imul(x ^ s0, m0);
-      const h1 = Math.imul(x ^ s1, m1);
-      const h2 = Math.imul(x ^ s2, m2);
-      const h3 = Math.imul(x ^ s3, m3);
-      if (h0 < min0) min0 = h0;
-      if (h1 < min1) min1 = h1;
-      if (h2 < min2) min2 = h2;
-      if (h3 < min3) min3 = h3;
-    }
-    sig[k] = min0;
-    sig[k + 1] = min1;
-    sig[k + 2] = min2;
-    sig[k + 3] = min3;
-  }
-  return sig;
-}
+/** Bins of a signature: 7 bits of each shingle hash pick its bin, the other 25 are its value there. */
+const SIGNATURE_BINS = 128;
+const BIN_SHIFT = 25;
+const VALUE_MASK = (1 << BIN_SHIFT) - 1;
+const EMPTY_BIN = 0x7fffffff;
 
 /** Share of equal signature values: an estimate of the Jaccard similarity. */
 function estimate(a: Int32Array, b: Int32Array): number {
   let same = 0;
-  for (let k = 0; k < PERMUTATIONS; k++) if (a[k] === b[k]) same++;
-  return same / PERMUTATIONS;
+  for (let k = 0; k < SIGNATURE_BINS; k++) if (a[k] === b[k]) same++;
+  return same / SIGNATURE_BINS;
 }
 
 /** Exact Jaccard similarity of two sorted, distinct sets. */

@@ -3,7 +3,8 @@
 // worker (selectWorker.ts), so everything it needs travels as plain data (JudgeRules).
 import * as path from "node:path";
 import ignore, { type Ignore } from "ignore";
-import { readSourceFile } from "./sourceFile";
+import { readSourceFile, readSourceFileSync } from "./sourceFile";
+import { fingerprint, type Fingerprint } from "./dedupe";
 import { contentReason, languageOf, pathReason } from "./classify";
 import { DOTENV_RULE, findSecrets, isDotenvFile } from "./secrets";
 
@@ -15,9 +16,16 @@ export interface JudgeRules {
   include: string[];
 }
 
+/**
+ * What a usable file's verdict carries: its text ("text"), or only what the dataset step needs to dedupe it and
+ * size its examples ("record": characters and fingerprint), so that a large folder's text is never all held at once
+ * nor sent from thread to thread; the dataset step reads each file again when it makes its examples.
+ */
+export type Keep = "text" | "record";
+
 export type Verdict =
   | { reason: string; secretRules?: string[] }
-  | { path: string; text: string; language: string | null; bytes: number };
+  | { path: string; text?: string; chars: number; fingerprint?: Fingerprint; language: string | null; bytes: number };
 
 export class Judge {
   private readonly excluded: Ignore;
@@ -26,6 +34,9 @@ export class Judge {
   constructor(
     private readonly folder: string,
     private readonly rules: JudgeRules,
+    private readonly keep: Keep = "text",
+    /** Synchronous reads: for worker threads, which have nothing else to do while a read waits. */
+    private readonly syncReads = false,
   ) {
     this.excluded = ignore().add(rules.exclude);
     this.included = ignore().add(rules.include);
@@ -37,7 +48,8 @@ export class Judge {
     const readmitted = this.included.ignores(rel);
     const byPath = readmitted ? null : this.excluded.ignores(rel) ? "user_excluded" : pathReason(rel);
     if (byPath) return { reason: byPath };
-    const read = await readSourceFile(path.join(this.folder, rel), this.rules.maxFileBytes);
+    const abs = path.join(this.folder, rel);
+    const read = this.syncReads ? readSourceFileSync(abs, this.rules.maxFileBytes) : await readSourceFile(abs, this.rules.maxFileBytes);
     if (!read.ok) return { reason: read.reason };
     const language = languageOf(rel, read.text);
     const byContent = readmitted ? null : contentReason(rel, read.text, language);
@@ -45,7 +57,8 @@ export class Judge {
     const secretRules = await findSecretsSafely(rel, read.text);
     if (secretRules === null) return { reason: "scan_failed" };
     if (secretRules.length > 0) return { reason: "secret", secretRules };
-    return { path: rel, text: read.text, language, bytes: read.bytes };
+    if (this.keep === "record") return { path: rel, chars: read.text.length, fingerprint: fingerprint(read.text), language, bytes: read.bytes };
+    return { path: rel, text: read.text, chars: read.text.length, language, bytes: read.bytes };
   }
 }
 

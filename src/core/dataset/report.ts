@@ -59,6 +59,22 @@ export function exampleLine(e: ExampleRecord): string {
   return JSON.stringify(line);
 }
 
+/** The examples counted as they are made (the build keeps no list of them). */
+export class ExampleCounts {
+  train = 0;
+  val = 0;
+  byKind: Record<ExampleKind, number> = { "rest-of-line": 0, lines: 0, block: 0, "next-token": 0 };
+  openEnd = 0;
+  truncated = 0;
+
+  add(e: Pick<ExampleRecord, "split" | "kind" | "openEnd" | "truncated">): void {
+    this[e.split]++;
+    this.byKind[e.kind]++;
+    if (e.openEnd) this.openEnd++;
+    if (e.truncated) this.truncated++;
+  }
+}
+
 export interface ReportInput {
   listed: number;
   used: number;
@@ -78,7 +94,7 @@ export interface ReportInput {
   trainSequences: number;
   valSequences: number;
   seqLen: number;
-  examples: readonly Pick<ExampleRecord, "split" | "kind" | "openEnd" | "truncated">[];
+  examples: ExampleCounts;
   mix: ExampleMix;
   perFileScale: number;
   recommendedSteps: number | null;
@@ -86,8 +102,6 @@ export interface ReportInput {
 }
 
 export function buildReport(r: ReportInput): DatasetReport {
-  const byKind: Record<ExampleKind, number> = { "rest-of-line": 0, lines: 0, block: 0, "next-token": 0 };
-  for (const e of r.examples) byKind[e.kind]++;
   const heldOut = new Set(r.method === "one-file" ? [] : r.heldOut);
   const removed = r.duplicates.map((d) => ({ file: d.path, of: d.of, kind: d.kind, similarity: round(d.similarity), ofHeldOut: heldOut.has(d.of) }));
   return {
@@ -106,11 +120,11 @@ export function buildReport(r: ReportInput): DatasetReport {
     tokens: { train: r.trainTokens, val: r.valTokens, charsPerToken: round(r.charsPerToken) },
     sequences: { train: r.trainSequences, val: r.valSequences, seqLen: r.seqLen },
     examples: {
-      train: r.examples.filter((e) => e.split === "train").length,
-      val: r.examples.filter((e) => e.split === "val").length,
-      byKind,
-      openEnd: r.examples.filter((e) => e.openEnd).length,
-      truncated: r.examples.filter((e) => e.truncated).length,
+      train: r.examples.train,
+      val: r.examples.val,
+      byKind: { ...r.examples.byKind },
+      openEnd: r.examples.openEnd,
+      truncated: r.examples.truncated,
       mix: { ...r.mix },
       perFileScale: r.perFileScale,
     },

@@ -1,7 +1,8 @@
 // Which files of one folder a dataset learns from, and why each other file is left out (judge.ts decides for one
 // file). Files are read, judged and dropped as they come, a bounded number at a time: only the usable texts are
-// kept. Judging is CPU-bound (classification and the secret prefilter read every text, and secretlint's rules run
-// where the prefilter says they could fire), so large folders are judged in worker threads, one per spare core.
+// kept, or for the dataset step (selectRecords) only their lengths and fingerprints. Judging is CPU-bound
+// (classification and the secret prefilter read every text, and secretlint's rules run where the prefilter says they
+// could fire), so large folders are judged in worker threads, one per core.
 import { existsSync, promises as fs } from "node:fs";
 import { availableParallelism } from "node:os";
 import * as path from "node:path";
@@ -9,12 +10,21 @@ import { Worker } from "node:worker_threads";
 import { UserError } from "../errors";
 import { listFiles } from "./discover";
 import { DEFAULT_MAX_FILE_BYTES } from "./sourceFile";
-import { Judge, type JudgeRules, type Verdict } from "./judge";
+import { Judge, type JudgeRules, type Keep, type Verdict } from "./judge";
+import type { Fingerprint } from "./dedupe";
 import type { WorkerBatch, WorkerReply, WorkerSetup } from "./selectWorker";
 
 export interface SourceText {
   path: string;
   text: string;
+}
+
+/** A usable file as the dataset step keeps it: no text (it reads the file again), only what it needs before that. */
+export interface SourceRecord {
+  path: string;
+  /** Length of the text (UTF-16 code units, as String.length). */
+  chars: number;
+  fingerprint: Fingerprint;
 }
 
 export interface SelectOptions {
@@ -31,7 +41,7 @@ export interface SelectOptions {
   excludeGlobs?: string[];
   signal?: AbortSignal;
   /**
-   * Worker threads that judge files; 0 judges them in this thread. Default: one per core but one (at least 1, at
+   * Worker threads that judge files; 0 judges them in this thread. Default: one per core (at least 1, at
    * most 8) for folders of 200 files or more when the worker script exists, else 0.
    */
   workers?: number;
@@ -44,9 +54,9 @@ export interface LanguageStats {
   bytes: number;
 }
 
-export interface Selection {
+export interface Selection<T = SourceText> {
   /** Usable files in path order. */
-  usable: SourceText[];
+  usable: T[];
   /** Files left out, by reason ("secret" among them); with `usable` they add up to `listed`. */
   skipped: Record<string, number>;
   listed: number;
@@ -66,10 +76,21 @@ const CONCURRENCY = 16;
 const WORKER_MIN_FILES = 200;
 const MAX_WORKERS = 8;
 /** Files per message to a worker, and messages in flight per worker (so that it never waits for the next). */
-const BATCH = 16;
+const BATCH = 32;
 const IN_FLIGHT = 2;
 
-export async function selectFiles(folder: string, opts: SelectOptions = {}): Promise<Selection> {
+export function selectFiles(folder: string, opts: SelectOptions = {}): Promise<Selection<SourceText>> {
+  return select(folder, opts, "text", (v) => ({ path: v.path, text: v.text! }));
+}
+
+/** selectFiles for the dataset step: each usable file's length and fingerprint instead of its text. */
+export function selectRecords(folder: string, opts: SelectOptions = {}): Promise<Selection<SourceRecord>> {
+  return select(folder, opts, "record", (v) => ({ path: v.path, chars: v.chars, fingerprint: v.fingerprint! }));
+}
+
+type Usable = Extract<Verdict, { path: string }>;
+
+async function select<T>(folder: string, opts: SelectOptions, keep: Keep, usable: (v: Usable) => T): Promise<Selection<T>> {
   const rules: JudgeRules = {
     maxFileBytes: opts.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES,
     // One pattern per line: `ignore` splits a string into lines, but takes each item of an array whole.
@@ -87,7 +108,7 @@ export async function selectFiles(folder: string, opts: SelectOptions = {}): Pro
   const skipped: Record<string, number> = { ...listing.skipped };
   const secretFindings: Record<string, number> = {};
   const languages: Record<string, LanguageStats> = {};
-  const results = new Array<SourceText | null>(paths.length).fill(null);
+  const results = new Array<T | null>(paths.length).fill(null);
   const count = (table: Record<string, number>, key: string) => (table[key] = (table[key] ?? 0) + 1);
   const tally = (i: number, verdict: Verdict): void => {
     if ("reason" in verdict) {
@@ -95,7 +116,7 @@ export async function selectFiles(folder: string, opts: SelectOptions = {}): Pro
       for (const rule of verdict.secretRules ?? []) count(secretFindings, rule);
       return;
     }
-    results[i] = { path: verdict.path, text: verdict.text };
+    results[i] = usable(verdict);
     const stats = (languages[verdict.language ?? OTHER_LANGUAGE] ??= { files: 0, bytes: 0 });
     stats.files++;
     stats.bytes += verdict.bytes;
@@ -105,15 +126,15 @@ export async function selectFiles(folder: string, opts: SelectOptions = {}): Pro
   const workers = opts.workers ?? (paths.length >= WORKER_MIN_FILES && script ? defaultWorkerCount() : 0);
   if (workers > 0) {
     if (!script || !existsSync(script)) throw new Error(`The worker script ${script ?? "selectWorker.js"} is missing; rebuild RepoTune (node esbuild.mjs).`);
-    await judgeInWorkers({ folder, rules }, paths, workers, script, tally, opts.signal);
+    await judgeInWorkers({ folder, rules, keep }, paths, workers, script, tally, opts.signal);
   } else {
-    await judgeHere(new Judge(folder, rules), paths, tally, opts.signal);
+    await judgeHere(new Judge(folder, rules, keep), paths, tally, opts.signal);
   }
   opts.signal?.throwIfAborted();
 
   const listed = paths.length + Object.values(listing.skipped).reduce((a, b) => a + b, 0);
   return {
-    usable: results.filter((r): r is SourceText => r !== null),
+    usable: results.filter((r): r is T => r !== null),
     // Files finish in any order; sorted keys keep summaries and messages stable.
     skipped: sortedKeys(skipped),
     listed,
@@ -183,11 +204,12 @@ async function judgeInWorkers(setup: WorkerSetup, paths: string[], count: number
 }
 
 /**
- * One core stays with the selecting thread (in VS Code, the extension host, shared with other extensions), the rest
- * scan; with two cores or fewer a single worker still keeps the scan off that thread.
+ * One worker per core: the selecting thread (in VS Code, the extension host, shared with other extensions) only
+ * hands out paths and counts verdicts, so it is idle nearly all the time and the system gives it a core whenever it
+ * has something to do. With one core fewer, two cores judged at half speed (bench/dataset.mjs).
  */
 function defaultWorkerCount(): number {
-  return Math.max(1, Math.min(MAX_WORKERS, availableParallelism() - 1));
+  return Math.max(1, Math.min(MAX_WORKERS, availableParallelism()));
 }
 
 /** selectWorker.js beside the running bundle (dist/ for the extension and the CLI), or null where there is none. */

@@ -8,6 +8,7 @@ import type { EvaluationSummary } from "../../protocol/run";
 import type { PromptFormat } from "../promptFormat";
 import { UserError } from "../errors";
 import { repoName as repoNameOf } from "../repoName";
+import { rootOf, type DatasetRoot } from "../dataset/roots";
 import { DEFAULT_VAL_FRACTION, type SplitMethod } from "../dataset/split";
 import { sampleTasks, taskDocument, type EvalTask, type SourceText } from "./tasks";
 import { DEFAULT_RESAMPLES, score, summarize, type TaskScores } from "./metrics";
@@ -37,6 +38,11 @@ export interface EvaluateOptions {
   /** The repository folder, and its held-out files relative to it. */
   folder: string;
   files: readonly string[];
+  /**
+   * A multi-root workspace's folders (src/core/dataset/roots.ts): `files` are then the dataset's prefixed paths, each
+   * read from its own folder and prompted with that path and that folder's repository name, as in training.
+   */
+  roots?: readonly DatasetRoot[];
   /** How the files were held out; "one-file" holds out the end of a single file, so tasks come from there. */
   split?: SplitMethod;
   adapterPath: string;
@@ -82,7 +88,8 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvaluationResult>
         "evaluate with a shorter sequence length or fewer tokens.",
     );
   }
-  const sources = await readSources(opts.folder, opts.files);
+  const roots = opts.roots ?? [{ folder: opts.folder, prefix: "" }];
+  const sources = await readSources(roots, opts.files);
   if (sources.length === 0) {
     throw new UserError(`None of the ${opts.files.length} held-out files could be read in ${opts.folder}, so there is nothing to evaluate the adapter on.`);
   }
@@ -95,7 +102,8 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvaluationResult>
     );
   }
 
-  const repo = await repoNameOf(opts.folder);
+  const repos = new Map(await Promise.all(roots.map(async (r) => [r.prefix, await repoNameOf(r.folder)] as const)));
+  const repoOf = (file: string) => repos.get(rootOf(roots, file)?.root.prefix ?? "") ?? "";
   const docs = new Map(sources.map((s) => [s.path, s.text]));
   const total = 2 * tasks.length;
   let done = 0;
@@ -107,7 +115,7 @@ export async function evaluate(opts: EvaluateOptions): Promise<EvaluationResult>
       if (opts.signal?.aborted) throw new EvaluationStopped();
       const text = taskDocument(docs.get(t.file)!, t);
       const c = await completeAtCursor(opts.engine, opts.format, {
-        text, offset: t.offset, filePath: t.file, repoName: repo, windowTokens: opts.windowTokens,
+        text, offset: t.offset, filePath: t.file, repoName: repoOf(t.file), windowTokens: opts.windowTokens,
         charsPerToken: opts.charsPerToken, maxTokens, adapterPath,
       }, { signal: opts.signal });
       out.push(c.text);
@@ -157,10 +165,11 @@ function perplexity(loss: number | null): number | null {
   return Number.isFinite(p) ? p : null;
 }
 
-async function readSources(folder: string, files: readonly string[]): Promise<SourceText[]> {
+async function readSources(roots: readonly DatasetRoot[], files: readonly string[]): Promise<SourceText[]> {
   const out: SourceText[] = [];
   for (const file of files) {
-    const text = await fs.readFile(path.join(folder, file), "utf8").catch(() => null);
+    const at = rootOf(roots, file);
+    const text = at ? await fs.readFile(path.join(at.root.folder, at.rel), "utf8").catch(() => null) : null;
     if (text !== null) out.push({ path: file, text });
   }
   return out;

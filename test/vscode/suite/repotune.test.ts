@@ -187,7 +187,8 @@ suite("RepoTune in VS Code", () => {
     const started = Date.now();
     while (api.state().phase !== "training" && Date.now() - started < 60_000) await sleep(100);
     assert.equal(api.state().phase, "training", "the run did not reach training");
-    await sleep(3_000); // a few steps, so that there is something to checkpoint
+    // A few steps, so that there is something to checkpoint (on a busy machine PyTorch alone takes seconds to load).
+    while (api.state().step < 3 && api.state().phase === "training" && Date.now() - started < 120_000) await sleep(100);
     await vscode.commands.executeCommand("repotune.stopTraining");
     const result = await running;
     assert.ok(result, "runFineTune() returned null");
