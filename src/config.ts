@@ -51,6 +51,10 @@ export class Config {
       seqLen: this.cfg.get<number>("training.seqLen"),
       rank: this.cfg.get<number>("training.rank"),
       lr: this.cfg.get<number>("training.learningRate"),
+      batch: this.cfg.get<number>("training.batch"),
+      gradAccum: this.cfg.get<number>("training.gradAccum"),
+      gradCheckpoint: this.cfg.get<boolean>("training.gradCheckpoint"),
+      baseWeights: this.cfg.get<TrainSettings["baseWeights"]>("training.baseWeights"),
       device: this.cfg.get<DeviceSetting>("training.device"),
     };
   }

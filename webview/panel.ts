@@ -222,10 +222,11 @@ ${langs ? `<h3>By language (exact match)</h3><table class="data"><thead><tr><th 
 function renderHyper({ run: s, files }: State): void {
   const t = s.trainer;
   const m = files?.settings ?? null;
-  const rows: [string, string, string | number | null | undefined][] = [
+  const rows: [string, string, string | number | boolean | null | undefined][] = [
     ["hp-steps", "Steps", t ? s.steps : m?.steps],
     ["hp-batch", "Batch", t?.batch ?? m?.batch],
-    ["hp-grad-accum", "Gradient accumulation", t?.gradAccum ?? null],
+    ["hp-grad-accum", "Gradient accumulation", t?.gradAccum ?? m?.gradAccum],
+    ["hp-grad-checkpoint", "Gradient checkpointing", m?.gradCheckpoint === undefined ? null : m.gradCheckpoint ? "on" : "off"],
     ["hp-seq-len", "Sequence length", t?.seqLen ?? s.dataset?.seqLen ?? m?.seqLen],
     ["hp-rank", "LoRA rank", m?.rank],
     ["hp-alpha", "LoRA alpha", m?.alpha],

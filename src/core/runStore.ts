@@ -97,6 +97,10 @@ export const TrainSettingsSchema = z.object({
   alpha: z.number().positive(),
   lr: z.number().positive(),
   batch: z.number().int().positive(),
+  // Defaults for manifests written before these settings existed.
+  gradAccum: z.number().int().positive().default(1),
+  gradCheckpoint: z.boolean().default(false),
+  baseWeights: z.enum(["auto", "keep", "q8_0", "q4_0"]).default("auto"),
   seed: z.number().int(),
   device: z.enum(["auto", "cpu", "cuda", "mps"]),
 });

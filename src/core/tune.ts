@@ -14,6 +14,7 @@ import { datasetRoots, type DatasetRoot } from "./dataset/roots";
 import type { DatasetFiles } from "./dataset/write";
 import { writeJsonAtomic } from "./atomic";
 import { evaluate, summaryOf, EvaluationStopped, type EvaluationResult } from "./eval/evaluate";
+import { RestartingEngine } from "./eval/restartingEngine";
 import { checkPython, PYTHON_SETTING } from "./python";
 import { runTrainer, type TrainerExit, type TrainerProcessOptions } from "./trainerProcess";
 import { runDetachedTrainer } from "./trainerDetached";
@@ -30,6 +31,12 @@ export interface TrainSettings {
   alpha: number;
   lr: number;
   batch: number;
+  /** Micro-batches per step: a step trains on batch x gradAccum sequences with the memory of one micro-batch. */
+  gradAccum: number;
+  /** Recompute each block in the backward pass: less activation memory, about a third more compute. */
+  gradCheckpoint: boolean;
+  /** The frozen base as stored, or a Q8_0 / Q4_0 copy made on the device; auto: the first that fits. */
+  baseWeights: "auto" | "keep" | "q8_0" | "q4_0";
   seed: number;
   device: "auto" | "cpu" | "cuda" | "mps";
 }
@@ -87,6 +94,9 @@ export const DEFAULT_TRAIN_SETTINGS: Omit<TrainSettings, "alpha"> = {
   rank: 16,
   lr: 3e-3,
   batch: 8,
+  gradAccum: 1,
+  gradCheckpoint: false,
+  baseWeights: "auto",
   seed: 0,
   device: "auto",
 };
@@ -180,7 +190,8 @@ class Pipeline {
         include: opts.dataset?.include,
         excludeGlobs: opts.dataset?.excludeGlobs,
         mix: opts.dataset?.mix,
-        batch: settings.batch,
+        // Sequences per optimizer step: the recommended steps count those.
+        batch: settings.batch * settings.gradAccum,
         signal: opts.signal,
         log: (message) => this.emit({ type: "log", time: Date.now(), message }),
         update: opts.update && { sinceCommit: opts.update.sinceCommit, replayFraction: opts.update.replayFraction },
@@ -231,6 +242,7 @@ class Pipeline {
       const e = await estimateMemory({
         python: opts.python, trainerRoot: opts.trainerRoot, modelPath: path.resolve(opts.modelPath),
         seqLen: settings.seqLen, batch: settings.batch, rank: settings.rank, device,
+        baseWeights: settings.baseWeights === "auto" ? undefined : settings.baseWeights, gradCheckpoint: settings.gradCheckpoint,
       });
       this.emit({ type: "estimate", time: Date.now(), device, peakBytes: e.total });
     } catch (err) {
@@ -290,11 +302,12 @@ class Pipeline {
   private async evaluateAdapter(settings: TrainSettings, adapterPath: string, adapterStep: number): Promise<{ evaluation: EvaluationResult | null; decision: EvalDecision }> {
     const { opts } = this;
     this.emit({ type: "phase", time: Date.now(), phase: "evaluating" });
-    let ownEngine: EngineClient | undefined;
+    let ownEngine: RestartingEngine | undefined;
     try {
-      let engine = opts.engine;
-      if (!engine) engine = ownEngine = await EngineClient.start({ enginePath: opts.enginePath, log: (line) => this.engineLog(line) });
-      const info = await engine.load(opts.modelPath);
+      // An engine of its own restarts if its process dies mid-evaluation (eval/restartingEngine.ts).
+      if (!opts.engine) ownEngine = await RestartingEngine.start({ enginePath: opts.enginePath, log: (line) => this.engineLog(line) }, opts.modelPath);
+      const engine = opts.engine ?? ownEngine!;
+      const info = ownEngine ? ownEngine.info : await opts.engine!.load(opts.modelPath);
       const heldOut = this.evaluationFiles();
       let last = 0;
       const result = await evaluate({
@@ -423,6 +436,9 @@ export function trainerArgs(modelPath: string, run: RunPaths, s: TrainSettings):
     "--rank", String(s.rank),
     "--alpha", String(s.alpha),
     "--batch", String(s.batch),
+    "--grad-accum", String(s.gradAccum),
+    "--base-weights", s.baseWeights,
+    ...(s.gradCheckpoint ? ["--grad-checkpoint"] : []),
     "--seed", String(s.seed),
     "--device", s.device,
   ];

@@ -146,7 +146,7 @@ export type WorkspaceInfo = z.infer<typeof WorkspaceInfo>;
 export const RunFiles = z.object({
   report: DatasetReport.nullable(),
   /** The manifest's training settings (written when the run ends). */
-  settings: z.record(z.string(), z.union([z.number(), z.string()])).nullable(),
+  settings: z.record(z.string(), z.union([z.number(), z.string(), z.boolean()])).nullable(),
   gitCommit: z.string().nullable(),
 });
 export type RunFiles = z.infer<typeof RunFiles>;

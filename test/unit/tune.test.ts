@@ -5,7 +5,8 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
-import { tune, resolveSettings, type TuneOptions, type TuneResult } from "../../src/core/tune";
+import { tune, resolveSettings, trainerArgs, type TuneOptions, type TuneResult } from "../../src/core/tune";
+import { runPaths } from "../../src/core/runStore";
 import { summaryOf } from "../../src/core/eval/evaluate";
 import { readEvents, readManifest, repoIdFor } from "../../src/core/runStore";
 import { findPython } from "../../src/core/python";
@@ -302,4 +303,14 @@ describe("tune, with inputs it cannot use", () => {
     assert.match(result.error ?? "", /^Training failed: --device mps was requested but this PyTorch has no Apple MPS support\./);
     assert.deepEqual(phases(events), ["preparing", "training", "failed"]);
   });
+});
+
+test("the trainer gets the micro-batch, accumulation, checkpointing and base-weight settings", () => {
+  const args = trainerArgs("/models/m.gguf", runPaths("/runs", "repo", "run1"), resolveSettings({ batch: 4, gradAccum: 16, gradCheckpoint: true, baseWeights: "q4_0" }));
+  const value = (flag: string) => args[args.indexOf(flag) + 1];
+  assert.equal(value("--batch"), "4");
+  assert.equal(value("--grad-accum"), "16");
+  assert.equal(value("--base-weights"), "q4_0");
+  assert.ok(args.includes("--grad-checkpoint"));
+  assert.ok(!trainerArgs("/models/m.gguf", runPaths("/runs", "repo", "run1"), resolveSettings()).includes("--grad-checkpoint"), "checkpointing is off unless asked for");
 });

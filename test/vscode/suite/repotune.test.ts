@@ -7,6 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import * as vscode from "vscode";
 import type { RepoTuneApi } from "../../../src/extension";
+import { parseSuggestion } from "../../../src/core/runSnapshot";
 import expectations from "../../fixtures/expectations.json";
 
 const { prefix: PREFIX, marker: MARKER } = expectations["sample-repo"];
@@ -226,6 +227,33 @@ suite("RepoTune in VS Code", () => {
     assert.equal(api.state().phase, "failed");
     assert.match(api.state().error ?? "", /not a GGUF/i, "the Run view does not show the error");
     assert.equal(api.state().activeAdapter, before, "a failed run changed the active adapter");
+  });
+
+  test("Retry with suggested settings writes every setting a real out-of-memory failure names", async () => {
+    const config = () => vscode.workspace.getConfiguration("repotune");
+    const keys = ["training.batch", "training.seqLen", "training.gradAccum", "training.gradCheckpoint", "training.baseWeights", "training.rank", "pythonPath"];
+    const saved = Object.fromEntries(keys.map((k) => [k, config().inspect(k)?.globalValue]));
+    try {
+      // Far more than this machine has: the trainer's own preflight refuses at once and names settings that fit.
+      await config().update("training.batch", 2048, vscode.ConfigurationTarget.Global);
+      await config().update("training.seqLen", 2048, vscode.ConfigurationTarget.Global);
+      const failed = await api.runFineTune();
+      assert.equal(failed?.status, "failed", failed?.error ?? "");
+      const suggested = parseSuggestion(failed.error ?? "");
+      assert.ok(suggested && suggested.batch !== undefined, `no suggestion in: ${failed.error}`);
+      console.log(`out of memory: ${suggested.text}`);
+      // The retried run is stopped at its start (no interpreter), before it could take the memory it may now use.
+      await config().update("pythonPath", "/nonexistent/bin/python3", vscode.ConfigurationTarget.Global);
+      await vscode.commands.executeCommand("repotune.retryWithSuggestedSettings");
+      const expected: [string, unknown][] = [
+        ["training.batch", suggested.batch], ["training.gradAccum", suggested.gradAccum], ["training.gradCheckpoint", suggested.gradCheckpoint],
+        ["training.seqLen", suggested.seqLen], ["training.rank", suggested.rank], ["training.baseWeights", suggested.baseWeights],
+      ];
+      for (const [key, value] of expected) if (value !== undefined) assert.equal(config().get(key), value, key);
+      assert.match(api.state().error ?? "", /needs Python 3 with PyTorch/, "the retry did not start a fine-tune");
+    } finally {
+      for (const k of keys) await config().update(k, saved[k], vscode.ConfigurationTarget.Global);
+    }
   });
 
   test("an interpreter without PyTorch fails with a message that says what to do", async () => {
