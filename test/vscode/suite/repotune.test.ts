@@ -2,7 +2,8 @@
 // trained adapter in the completions, both through the extension's API and through the editor's inline suggest.
 // Tests run in order and share the run: each later test needs the adapter the fine-tune produced.
 import * as assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
+import * as readline from "node:readline";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as vscode from "vscode";
@@ -142,9 +143,10 @@ suite("RepoTune in VS Code", () => {
   });
 
   test("the engine killed mid-request is restarted and completions come back", async () => {
+    // This extension host's engines only (its children): other test runs on the machine have their own.
     const engines = () => {
       try {
-        return execFileSync("pgrep", ["-f", "dist/engine.mjs"], { encoding: "utf8" }).trim().split("\n").filter(Boolean).map(Number);
+        return execFileSync("pgrep", ["-P", String(process.pid), "-f", "dist/engine.mjs"], { encoding: "utf8" }).trim().split("\n").filter(Boolean).map(Number);
       } catch {
         return [];
       }
@@ -253,6 +255,42 @@ suite("RepoTune in VS Code", () => {
       assert.match(api.state().error ?? "", /needs Python 3 with PyTorch/, "the retry did not start a fine-tune");
     } finally {
       for (const k of keys) await config().update(k, saved[k], vscode.ConfigurationTarget.Global);
+    }
+  });
+
+  test("no second run while another window's trainer runs on this repository", async () => {
+    const extension = vscode.extensions.getExtension("repotune.repotune")!;
+    const last = api.state().lastRun;
+    assert.ok(last, "an earlier test left a run");
+    // Another "window": a process running the pipeline with its trainer detached on this workspace's runs, as a
+    // window does (the unit test bundle of trainerDetached.test.ts in its window role).
+    const other = spawn(process.execPath, [path.join(extension.extensionPath, "out", "test", "unit", "trainerDetached.test.js")], {
+      cwd: extension.extensionPath,
+      env: {
+        ...process.env,
+        REPOTUNE_TEST_WINDOW: JSON.stringify({
+          folder: vscode.workspace.workspaceFolders![0].uri.fsPath,
+          modelPath: vscode.workspace.getConfiguration("repotune").get<string>("modelPath"),
+          runsRoot: path.dirname(path.dirname(last.runDir)),
+        }),
+      },
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let runDir = "";
+    for await (const line of readline.createInterface({ input: other.stdout! })) {
+      const e = JSON.parse(line) as { type: string; runDir?: string; event?: { event: string } };
+      if (e.type === "run") runDir = e.runDir!;
+      if (e.type === "trainer" && e.event?.event === "step") break;
+    }
+    try {
+      assert.ok(runDir, "the other window's run never trained");
+      const result = await api.runFineTune();
+      assert.equal(result, null, "a second run started");
+      assert.match(api.state().error ?? "", /already training in another VS Code window/);
+    } finally {
+      other.kill("SIGKILL");
+      const pidFile = path.join(runDir, "trainer.pid.json");
+      if (fs.existsSync(pidFile)) process.kill((JSON.parse(fs.readFileSync(pidFile, "utf8")) as { pid: number }).pid, "SIGKILL");
     }
   });
 
