@@ -15,6 +15,7 @@ import { UserError, messageOf } from "./errors";
 import { writeJsonAtomic } from "./atomic";
 import { evaluate, summaryOf, EvaluationStopped, type EvaluationResult } from "./eval/evaluate";
 import { readDatasetFiles, readDatasetMeta } from "./dataset/write";
+import { datasetRoots } from "./dataset/roots";
 import type { TrainerExit } from "./trainerProcess";
 import { attachTrainer } from "./trainerDetached";
 import { MODEL_SETTING, resolveSettings, trainerArgs, trainerRunner, type TrainSettings, type TuneResult } from "./tune";
@@ -46,6 +47,8 @@ export interface ResumeOptions {
 export interface ResumePlan {
   paths: RunPaths;
   folder: string;
+  /** All of a multi-root run's folders (the first is `folder`). */
+  folders: string[];
   modelPath: string;
   settings: TrainSettings;
   summary: DatasetSummary;
@@ -90,7 +93,7 @@ export async function resumePlan(runDir: string, current: Partial<TrainSettings>
     ...(trainerStart ? { steps: trainerStart.steps, batch: trainerStart.batch } : {}),
   });
   return {
-    paths, folder: start.folder, modelPath: start.modelPath, settings, summary: meta.summary, checkpoint,
+    paths, folder: start.folder, folders: start.folders ?? [start.folder], modelPath: start.modelPath, settings, summary: meta.summary, checkpoint,
     created: manifest?.created ?? new Date(start.time).toISOString(),
   };
 }
@@ -134,7 +137,10 @@ export async function resumeRun(opts: ResumeOptions): Promise<TuneResult> {
   if (opts.attach) {
     emit({ type: "log", time: Date.now(), message: "The trainer went on without the window: following it again." });
   } else {
-    emit({ type: "run", time: Date.now(), runId: paths.runId, folder: plan.folder, modelPath: plan.modelPath, runDir: paths.runDir });
+    emit({
+      type: "run", time: Date.now(), runId: paths.runId, folder: plan.folder, modelPath: plan.modelPath, runDir: paths.runDir,
+      ...(plan.folders.length > 1 ? { folders: plan.folders } : {}),
+    });
     emit({ type: "log", time: Date.now(), message: `Resuming from ${path.basename(plan.checkpoint)}.` });
   }
   emit({ type: "phase", time: Date.now(), phase: "training" });
@@ -241,7 +247,7 @@ async function evaluateResumed(
     const info = engine.info;
     let last = 0;
     const evaluation = await evaluate({
-      engine, modelInfo: info, format: promptFormatFor(info), folder: plan.folder, files: files.val, split: files.split,
+      engine, modelInfo: info, format: promptFormatFor(info), folder: plan.folder, roots: datasetRoots(plan.folders), files: files.val, split: files.split,
       adapterPath: plan.paths.adapterPath, seed: plan.settings.seed, maxTasks: opts.evaluation?.maxTasks, maxTokens: opts.evaluation?.maxTokens,
       windowTokens: plan.settings.seqLen, charsPerToken: plan.summary.charsPerToken,
       trainer: { valLossBase: result.valLossBase, valLoss: result.valLoss, adapterStep },

@@ -149,7 +149,11 @@ class Pipeline {
 
   async run(): Promise<TuneResult> {
     const { opts, run_: run } = this;
-    this.emit({ type: "run", time: Date.now(), runId: run.runId, folder: this.firstFolder, modelPath: opts.modelPath, runDir: run.runDir });
+    const folders = datasetRoots(opts.folder).map((r) => r.folder);
+    this.emit({
+      type: "run", time: Date.now(), runId: run.runId, folder: this.firstFolder, modelPath: opts.modelPath, runDir: run.runDir,
+      ...(folders.length > 1 ? { folders } : {}),
+    });
     this.emit({ type: "phase", time: Date.now(), phase: "preparing" });
     let ownEngine: EngineClient | undefined;
     try {

@@ -89,7 +89,11 @@ export const EvaluationSummary = z.object({
 export type EvaluationSummary = z.infer<typeof EvaluationSummary>;
 
 export const RunEvent = z.discriminatedUnion("type", [
-  z.object({ type: z.literal("run"), time: z.number(), runId: z.string(), folder: z.string(), modelPath: z.string(), runDir: z.string() }),
+  z.object({
+    type: z.literal("run"), time: z.number(), runId: z.string(), folder: z.string(), modelPath: z.string(), runDir: z.string(),
+    /** Every folder of a multi-root run (its dataset's paths carry their names); absent for one folder. */
+    folders: z.array(z.string()).optional(),
+  }),
   z.object({ type: z.literal("phase"), time: z.number(), phase: RunPhase }),
   z.object({ type: z.literal("dataset"), time: z.number(), summary: DatasetSummary }),
   /** The trainer's prediction of its peak memory for this model and these settings, before it starts. */

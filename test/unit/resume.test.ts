@@ -4,7 +4,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import * as path from "node:path";
 import { tune, type TuneOptions } from "../../src/core/tune";
 import { newestCheckpoint, resumePlan, resumeRun } from "../../src/core/resume";
@@ -13,6 +13,7 @@ import { parseSuggestion, snapshotFromEvents } from "../../src/core/runSnapshot"
 import { RunSnapshot } from "../../src/protocol/webview";
 import type { RunEvent } from "../../src/protocol/run";
 import { enginePath, makeGitRepo, python, removeDir, sampleSources, tempDir, tinyModel, trainerRoot } from "./support/pipeline";
+import { code } from "./support/datedRepo";
 
 let dir: string;
 let modelPath: string;
@@ -85,6 +86,24 @@ describe("resume a run from its checkpoint", () => {
     assert.equal(replayed.resumedFrom, from);
     assert.ok(replayed.evaluation);
     assert.ok(replayed.log.some((l) => l.text === `Resuming from ${path.basename(checkpoint)}.`));
+  });
+
+  test("a stopped multi-root run resumes and is evaluated on the held-out files of every folder", { timeout: 180_000 }, async () => {
+    const other = makeGitRepo(path.join(dir, "other-folder"), Object.fromEntries([1, 2, 3, 4].map((i) => [`lib/part${i}.js`, code(100 + i)])));
+    const abort = new AbortController();
+    const stopped = await tune(options([], {
+      folder: [repo, other],
+      signal: abort.signal,
+      onEvent: (e) => e.type === "trainer" && e.event.event === "step" && e.event.step === 2 && abort.abort(),
+    }));
+    assert.equal(stopped.status, "stopped", stopped.error ?? "");
+    const plan = await resumePlan(stopped.runDir);
+    assert.deepEqual(plan.folders, [repo, other].map((f) => path.resolve(f)));
+    const resumed = await resumeRun({ runDir: stopped.runDir, python, trainerRoot, enginePath, evaluation: { maxTasks: 10 }, onEvent: () => undefined });
+    assert.equal(resumed.status, "done", resumed.error ?? "");
+    assert.ok(resumed.evaluation && resumed.evaluation.tasks.length > 0, `not evaluated: ${resumed.decision?.reason}`);
+    const heldOut = (JSON.parse(readFileSync(path.join(stopped.runDir, "data", "files.json"), "utf8")) as { val: string[] }).val;
+    assert.ok(resumed.evaluation.tasks.every((t) => heldOut.includes(t.file)), "a task from a file that is not held out");
   });
 
   test("a run that finished, or one without a checkpoint, is refused with a reason", { timeout: 120_000 }, async () => {
