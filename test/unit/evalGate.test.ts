@@ -13,7 +13,7 @@ import { evaluate, summaryOf, type EvaluationResult } from "../../src/core/eval/
 import { readDatasetFiles } from "../../src/core/dataset/write";
 import { readManifest } from "../../src/core/runStore";
 import type { RunEvent } from "../../src/protocol/run";
-import { enginePath, makeGitRepo, python, removeDir, tempDir, tinyModel, trainerRoot } from "./support/pipeline";
+import { enginePath, handlerSources, makeGitRepo, python, removeDir, tempDir, tinyModel, trainerRoot } from "./support/pipeline";
 
 const NOUNS = [
   "order", "invoice", "customer", "shipment", "ticket", "account", "payment", "refund", "coupon", "review", "basket",
@@ -21,29 +21,6 @@ const NOUNS = [
 ];
 const VERBS = ["create", "update", "remove", "fetch", "list", "archive"];
 
-/**
- * Request handlers that all follow one house convention (parse, audit, reply), one resource per file: what a
- * repository's own code looks like to a model that has never seen it.
- */
-function conventionRepo(): Record<string, string> {
-  const files: Record<string, string> = {};
-  for (const noun of NOUNS) {
-    const Noun = noun[0].toUpperCase() + noun.slice(1);
-    const lines = [`// Handlers for ${noun} requests.`, `import { audit, parseBody } from "../lib";`, ""];
-    for (const verb of VERBS) {
-      lines.push(
-        `export function ${verb}${Noun}(req, res) {`,
-        `  const body = parseBody(req, "${noun}.${verb}");`,
-        `  audit.record("${noun}.${verb}", body.id);`,
-        `  return res.send({ ok: true, id: body.id });`,
-        "}",
-        "",
-      );
-    }
-    files[`src/handlers/${noun}.js`] = lines.join("\n");
-  }
-  return files;
-}
 
 /**
  * A parts catalogue, one part number per line. The tiny model starts from random weights, so any adapter that learned
@@ -109,7 +86,7 @@ function figures(label: string, r: EvaluationResult): void {
 
 describe("the gate, on the tiny model with the real trainer and engine", () => {
   test("an adapter trained on the repository's conventions shows a significant gain on its held-out files and is kept", { timeout: 240_000 }, async () => {
-    const repo = makeGitRepo(path.join(dir, "handlers"), conventionRepo());
+    const repo = makeGitRepo(path.join(dir, "handlers"), handlerSources(NOUNS, VERBS));
     conventionEvents = [];
     conventions = await train(repo, 120, conventionEvents);
     assert.equal(conventions.status, "done", conventions.error ?? "");
@@ -149,7 +126,7 @@ describe("the gate, on the tiny model with the real trainer and engine", () => {
 
   test("an adapter trained on an unrelated corpus is rejected on the repository's held-out files", { timeout: 240_000 }, async () => {
     assert.ok(conventions?.status === "done", "needs the conventions run of the test above");
-    const shared = [...characters(unrelatedCorpus())].filter((c) => characters(conventionRepo()).has(c));
+    const shared = [...characters(unrelatedCorpus())].filter((c) => characters(handlerSources(NOUNS, VERBS)).has(c));
     assert.deepEqual(shared, [], "the unrelated corpus shares characters with the repository");
     const corpus = makeGitRepo(path.join(dir, "catalog"), unrelatedCorpus());
     const unrelated = await train(corpus, 80);

@@ -18,31 +18,12 @@ import { changedSince, updateSplit } from "../../src/core/dataset/updateSplit";
 import { UserError } from "../../src/core/errors";
 import { readManifest } from "../../src/core/runStore";
 import type { RunEvent } from "../../src/protocol/run";
-import { cliPath, enginePath, git, makeGitRepo, python, removeDir, tempDir, tinyModel, trainerRoot, writeFiles } from "./support/pipeline";
+import { cliPath, enginePath, git, handlerSources, makeGitRepo, python, removeDir, tempDir, tinyModel, trainerRoot, writeFiles } from "./support/pipeline";
 
 const FIRST = ["order", "invoice", "customer", "shipment", "ticket", "account", "payment", "refund", "coupon", "review"];
+const VERBS = ["create", "update", "remove", "fetch"];
 const SECOND = ["basket", "report", "session", "device", "channel", "profile", "address", "vendor"];
 
-/** Convention one: request handlers (parse, audit, reply). */
-function handlers(nouns: string[]): Record<string, string> {
-  const files: Record<string, string> = {};
-  for (const noun of nouns) {
-    const Noun = noun[0].toUpperCase() + noun.slice(1);
-    const lines = [`// Handlers for ${noun} requests.`, `import { audit, parseBody } from "../lib";`, ""];
-    for (const verb of ["create", "update", "remove", "fetch"]) {
-      lines.push(
-        `export function ${verb}${Noun}(req, res) {`,
-        `  const body = parseBody(req, "${noun}.${verb}");`,
-        `  audit.record("${noun}.${verb}", body.id);`,
-        `  return res.send({ ok: true, id: body.id });`,
-        "}",
-        "",
-      );
-    }
-    files[`src/handlers/${noun}.js`] = lines.join("\n");
-  }
-  return files;
-}
 
 /** Convention two, added later: queries (select, log, return the row). */
 function queries(nouns: string[]): Record<string, string> {
@@ -74,7 +55,7 @@ let updated: TuneResult;
 before(async () => {
   dir = tempDir("update");
   modelPath = await tinyModel(path.join(dir, "cache"));
-  repo = makeGitRepo(path.join(dir, "repo"), handlers(FIRST));
+  repo = makeGitRepo(path.join(dir, "repo"), handlerSources(FIRST, VERBS));
 });
 after(() => removeDir(dir));
 
@@ -174,7 +155,7 @@ describe("updating an adapter after new commits", () => {
     assert.equal(errors.at(-1)?.type, "error");
 
     // A repository at the parent's own commit: nothing to update.
-    const fresh = makeGitRepo(path.join(dir, "fresh"), handlers(FIRST.slice(0, 4)));
+    const fresh = makeGitRepo(path.join(dir, "fresh"), handlerSources(FIRST.slice(0, 4), VERBS));
     const base = await tune({ ...common(), folder: fresh, settings: { steps: 2, seqLen: 64, batch: 4, rank: 4 }, evaluation: { maxTasks: 2 }, onEvent: () => undefined });
     assert.equal(base.status, "done", base.error ?? "");
     const nothing = await updateAdapter({ ...common(), folder: fresh, parentAdapter: base.adapterPath!, onEvent: () => undefined });

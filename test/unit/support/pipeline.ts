@@ -92,3 +92,27 @@ export function makeGitRepo(root: string, files: Record<string, string | Buffer>
   git(root, "commit", "-q", "-m", "sample");
   return root;
 }
+
+/**
+ * Request handlers that all follow one house convention (parse, audit, reply), one resource per file: what a
+ * repository's own code looks like to a model that has never seen it.
+ */
+export function handlerSources(nouns: readonly string[], verbs: readonly string[]): Record<string, string> {
+  const files: Record<string, string> = {};
+  for (const noun of nouns) {
+    const Noun = noun[0].toUpperCase() + noun.slice(1);
+    const lines = [`// Handlers for ${noun} requests.`, `import { audit, parseBody } from "../lib";`, ""];
+    for (const verb of verbs) {
+      lines.push(
+        `export function ${verb}${Noun}(req, res) {`,
+        `  const body = parseBody(req, "${noun}.${verb}");`,
+        `  audit.record("${noun}.${verb}", body.id);`,
+        `  return res.send({ ok: true, id: body.id });`,
+        "}",
+        "",
+      );
+    }
+    files[`src/handlers/${noun}.js`] = lines.join("\n");
+  }
+  return files;
+}
