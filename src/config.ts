@@ -46,17 +46,23 @@ export class Config {
 
   get training(): Partial<TrainSettings> {
     return {
-      // Only when the user chose a number: otherwise the pipeline trains for about three passes over the data.
+      // Only the values the user chose: the pipeline plans the others from the device, the model and the data
+      // (src/core/planRun.ts), and keeps these as given.
       steps: this.explicit<number>("training.steps"),
-      seqLen: this.cfg.get<number>("training.seqLen"),
-      rank: this.cfg.get<number>("training.rank"),
+      seqLen: this.explicit<number>("training.seqLen"),
+      rank: this.explicit<number>("training.rank"),
       lr: this.cfg.get<number>("training.learningRate"),
-      batch: this.cfg.get<number>("training.batch"),
-      gradAccum: this.cfg.get<number>("training.gradAccum"),
-      gradCheckpoint: this.cfg.get<boolean>("training.gradCheckpoint"),
+      batch: this.explicit<number>("training.batch"),
+      gradAccum: this.explicit<number>("training.gradAccum"),
+      gradCheckpoint: this.explicit<boolean>("training.gradCheckpoint"),
       baseWeights: this.cfg.get<TrainSettings["baseWeights"]>("training.baseWeights"),
       device: this.cfg.get<DeviceSetting>("training.device"),
     };
+  }
+
+  /** Show the training plan and wait for Start (or Edit) before the trainer starts. */
+  get confirmPlan(): boolean {
+    return this.cfg.get<boolean>("training.confirmPlan", true);
   }
 
   /** A setting's value only where the user (or a workspace) set one, not its default. */

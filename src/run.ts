@@ -8,6 +8,7 @@ import { resumeRun } from "./core/resume";
 import { readEvents } from "./core/runStore";
 import { canAttach, otherFollower, trainerRunning } from "./core/trainerDetached";
 import { restrictedModeMessage } from "./trust";
+import { confirmPlanInVsCode } from "./planConfirm";
 import { latestRunDir } from "./views/runModel";
 import { applyRunEvent, emptySnapshot, snapshotForNewRun, snapshotFromEvents } from "./core/runSnapshot";
 import { messageOf, UserError } from "./core/errors";
@@ -99,6 +100,8 @@ export class RunController implements vscode.Disposable {
         enginePath: this.ctx.enginePath,
         runsRoot: this.ctx.runsRoot,
         settings: this.ctx.config.training,
+        // The settings the user did not set are planned once the data is known, and the plan shown to confirm.
+        plan: { confirm: this.ctx.config.confirmPlan ? confirmPlanInVsCode : undefined },
         // Include/exclude settings of the (first) folder; .repotuneignore files are each folder's own.
         dataset: this.ctx.config.dataset(folders[0]!.uri),
         // The held-out evaluation asks for completions with the budget inline completions get.

@@ -45,6 +45,7 @@ function metrics(s: RunSnapshot): string {
     parts.push(datasetRows(s));
     if (s.estimate) parts.push(row("Estimated peak memory", `${formatBytes(s.estimate.peakBytes)} (${s.estimate.device})`, "estimate"));
   }
+  if (s.plan && s.phase !== "idle") parts.push(row(s.plan.edited ? "Plan (edited)" : "Plan", s.plan.summary, "plan"));
   if (s.phase !== "idle" && s.phase !== "preparing") parts.push(trainingRows(s));
   if (s.phase === "done" || s.phase === "evaluating") parts.push(resultRows(s));
   parts.push(row("Active adapter", s.activeAdapter ? basename(s.activeAdapter) : "none (base model only)", "active-adapter", s.activeAdapter ?? undefined));

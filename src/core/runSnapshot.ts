@@ -11,7 +11,7 @@ const LOG_LINES = 1000;
 export function emptySnapshot(activeAdapter: string | null = null, model: string | null = null): RunSnapshot {
   return {
     phase: "idle", runId: null, runDir: null, folder: null, model, startedAt: null, endedAt: null, phaseTimes: {},
-    dataset: null, device: null, estimate: null, memoryFree: null, memoryPeak: null, trainer: null,
+    dataset: null, device: null, estimate: null, plan: null, memoryFree: null, memoryPeak: null, trainer: null,
     step: 0, steps: 0, loss: null, lr: null, tokensPerS: null, trainSeconds: null, resumedFrom: null,
     valLossBase: null, valLoss: null, losses: [], valLosses: [], lrs: [], throughput: [], checkpoint: null,
     adapterStep: null, earlyStopped: false, evalProgress: null, evaluation: null, adapterPath: null, activeAdapter,
@@ -49,10 +49,12 @@ export function applyRunEvent(prev: RunSnapshot, e: RunEvent): RunSnapshot {
       return { ...s, dataset: e.summary };
     case "estimate":
       return { ...s, estimate: { device: e.device, peakBytes: e.peakBytes } };
+    case "plan":
+      return { ...s, plan: { summary: e.lines[1] ?? "", seconds: e.seconds, edited: e.edited } };
     case "adapter":
       return { ...s, adapterPath: e.adapterPath };
     case "error":
-      return { ...s, phase: "failed", error: e.message, errorAction: e.action ?? null, endedAt: e.time, phaseTimes: { ...s.phaseTimes, failed: s.phaseTimes.failed ?? e.time } };
+      return { ...s, phase: "failed", error: e.message, errorAction: e.action ?? null, suggestion: s.suggestion ?? parseSuggestion(e.message), endedAt: e.time, phaseTimes: { ...s.phaseTimes, failed: s.phaseTimes.failed ?? e.time } };
     case "log":
       return s;
     case "evalProgress":
@@ -157,6 +159,8 @@ export function describeEvent(e: RunEvent): string | null {
     }
     case "estimate":
       return `Estimated peak memory on ${e.device}: ${formatBytes(e.peakBytes)}`;
+    case "plan":
+      return `Plan${e.edited ? " (edited)" : ""}: ${e.lines.join(" ")}`;
     case "adapter":
       return `Adapter written: ${e.adapterPath}`;
     case "error":

@@ -4,7 +4,7 @@
 import { promises as fs, appendFileSync } from "node:fs";
 import * as path from "node:path";
 import type { DatasetSummary, EvalDecision, RunEvent } from "../protocol/run";
-import type { TrainerEvent } from "../protocol/trainer";
+import type { TrainerEvent, TrainerSelftest } from "../protocol/trainer";
 import { EngineClient, EngineError } from "./engineClient";
 import { promptFormatFor } from "./promptFormat";
 import { UserError, messageOf } from "./errors";
@@ -19,6 +19,8 @@ import { checkPython, PYTHON_SETTING } from "./python";
 import { runTrainer, type TrainerExit, type TrainerProcessOptions } from "./trainerProcess";
 import { runDetachedTrainer } from "./trainerDetached";
 import { estimateMemory } from "./memoryEstimate";
+import { deviceOf, lastMeasured, planLines, RunPlanner, withPlan, type ConfirmPlan } from "./planRun";
+import { ModelCheckError, validateModel } from "./models/validate";
 import {
   appendEvent, createRun, fileIdentity, gitCommit, writeManifest, TrainSettingsSchema,
   type RunManifest, type RunPaths,
@@ -63,6 +65,12 @@ export interface TuneOptions {
   evaluation?: { maxTasks?: number; maxTokens?: number };
   /** An adapter update (src/core/update.ts, which checks the parent): continue from `parentAdapter` on the files changed since `sinceCommit`. */
   update?: { parentAdapter: string; parentRunId: string; sinceCommit: string; replayFraction?: number };
+  /**
+   * Plan the settings the user did not set from the device, the model and the dataset (planRun.ts), and let
+   * `confirm` show, edit or decline the plan before training (declined: the run stops before training). Absent:
+   * unset settings take DEFAULT_TRAIN_SETTINGS.
+   */
+  plan?: { confirm?: ConfirmPlan };
   /** The trainer outlives the caller (the extension: a reloaded window attaches to it again; trainerDetached.ts). */
   detached?: boolean;
 }
@@ -165,6 +173,13 @@ class Pipeline {
       const model = settle(fileIdentity(opts.modelPath));
       const commit = gitCommit(this.firstFolder);
 
+      const planner = opts.plan ? await this.planner(settings, await python.unwrap()) : null;
+      if (planner) {
+        const first = await planner.beforeDataset();
+        if (!first.fits) throw new UserError(await planner.refusal(first), MODEL_SETTING);
+        settings.seqLen = first.seqLen;
+      }
+
       let engine = opts.engine;
       if (!engine) {
         engine = ownEngine = await EngineClient.start({ enginePath: opts.enginePath, log: (line) => this.engineLog(line) });
@@ -203,7 +218,7 @@ class Pipeline {
       this.result.summary = built.summary;
       // Steps the user did not choose follow the data: about three passes over it (a small repository gets more
       // epochs, a large one is not cut short at a fixed count).
-      if (opts.settings?.steps === undefined && built.summary.recommendedSteps !== undefined) {
+      if (!planner && opts.settings?.steps === undefined && built.summary.recommendedSteps !== undefined) {
         settings.steps = built.summary.recommendedSteps;
         this.emit({ type: "log", time: Date.now(), message: `Training for ${settings.steps} steps (about three passes over the data).` });
       }
@@ -219,7 +234,13 @@ class Pipeline {
 
       const selftest = await python.unwrap();
       if (opts.signal?.aborted) return this.finishStopped(settings, await model.unwrap(), await commit, null);
-      await this.estimate(opts, settings, settings.device === "auto" ? selftest.device ?? "cpu" : settings.device);
+      if (planner) {
+        const planned = await this.confirmPlan(planner, built.summary, settings);
+        if (planned === null) return this.stoppedBeforeTraining();
+        Object.assign(settings, planned);
+      } else {
+        await this.estimate(opts, settings, settings.device === "auto" ? selftest.device ?? "cpu" : settings.device);
+      }
       if (opts.signal?.aborted) return this.finishStopped(settings, await model.unwrap(), await commit, null);
       this.emit({ type: "phase", time: Date.now(), phase: "training" });
       const exit = await trainerRunner(opts.detached, run.runDir)({
@@ -238,6 +259,45 @@ class Pipeline {
     } finally {
       await ownEngine?.dispose().catch(() => undefined);
     }
+  }
+
+  private async planner(settings: TrainSettings, selftest: TrainerSelftest): Promise<RunPlanner> {
+    const { opts } = this;
+    let checked;
+    try {
+      checked = await validateModel(opts.modelPath);
+    } catch (err) {
+      throw err instanceof ModelCheckError ? new UserError(err.message, MODEL_SETTING) : err;
+    }
+    const device = deviceOf(selftest, settings.device);
+    return new RunPlanner({
+      python: opts.python, trainerRoot: opts.trainerRoot, modelPath: opts.modelPath, modelName: checked.name ?? path.basename(opts.modelPath),
+      shape: checked.shape, device, given: opts.settings,
+      measured: await lastMeasured(path.dirname(this.run_.runDir), opts.modelPath, device.kind, this.run_.runId),
+    });
+  }
+
+  /**
+   * The plan for the dataset just built, shown to the caller to confirm or edit; null when declined. Without a
+   * confirmation a plan that does not fit fails the run here, before the trainer's own preflight would.
+   */
+  private async confirmPlan(planner: RunPlanner, summary: DatasetSummary, settings: TrainSettings): Promise<TrainSettings | null> {
+    const proposal = await planner.afterDataset(summary, settings.seqLen);
+    const confirm = this.opts.plan?.confirm;
+    if (!confirm && !proposal.plan.fits) throw new UserError(proposal.plan.notes.join(" "), MODEL_SETTING);
+    const plan = confirm ? await confirm(proposal) : proposal.plan;
+    if (plan === null) {
+      this.emit({ type: "log", time: Date.now(), message: "The training plan was declined: nothing was trained." });
+      return null;
+    }
+    const lines = planLines(proposal, plan);
+    const edited = plan !== proposal.plan;
+    this.emit({
+      type: "plan", time: Date.now(), steps: plan.steps, rank: plan.rank, seqLen: plan.seqLen, batch: plan.batch, gradAccum: plan.gradAccum,
+      gradCheckpoint: plan.gradCheckpoint, baseWeights: plan.baseWeights, peakBytes: plan.peakBytes, seconds: plan.seconds, edited, lines,
+    });
+    this.emit({ type: "estimate", time: Date.now(), device: proposal.device.kind, peakBytes: plan.peakBytes });
+    return withPlan(settings, plan, this.opts.settings);
   }
 
   /** Reports the trainer's predicted peak memory; a failed estimate is logged and does not stop the run. */

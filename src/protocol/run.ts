@@ -98,6 +98,12 @@ export const RunEvent = z.discriminatedUnion("type", [
   z.object({ type: z.literal("dataset"), time: z.number(), summary: DatasetSummary }),
   /** The trainer's prediction of its peak memory for this model and these settings, before it starts. */
   z.object({ type: z.literal("estimate"), time: z.number(), device: z.string(), peakBytes: z.number().nonnegative() }),
+  /** The settings the run trains with, as planned (src/core/planRun.ts) and confirmed or edited, in words too. */
+  z.object({
+    type: z.literal("plan"), time: z.number(), steps: z.number().int(), rank: z.number().int(), seqLen: z.number().int(),
+    batch: z.number().int(), gradAccum: z.number().int(), gradCheckpoint: z.boolean(), baseWeights: z.string(),
+    peakBytes: z.number().nonnegative(), seconds: z.number().nullable(), edited: z.boolean(), lines: z.array(z.string()),
+  }),
   z.object({ type: z.literal("trainer"), time: z.number(), event: TrainerEvent }),
   z.object({ type: z.literal("adapter"), time: z.number(), adapterPath: z.string(), manifestPath: z.string() }),
   z.object({ type: z.literal("error"), time: z.number(), message: z.string(), action: z.string().optional() }),

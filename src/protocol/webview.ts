@@ -59,6 +59,8 @@ export const RunSnapshot = z.object({
   device: z.string().nullable(),
   /** The trainer's predicted peak memory for this run, in bytes, and the device it is for. */
   estimate: z.object({ device: z.string(), peakBytes: z.number() }).nullable(),
+  /** The settings the run trains with, as planned before training (in words), and whether the user edited them. */
+  plan: z.object({ summary: z.string(), seconds: z.number().nullable(), edited: z.boolean() }).nullable(),
   /** Device memory the trainer reported: free when it started, and the measured peak (CUDA only) at the end. */
   memoryFree: z.number().nullable(),
   memoryPeak: z.number().nullable(),

@@ -13,6 +13,8 @@ export function testUserSettings(modelPath) {
     "repotune.training.seqLen": 128,
     "repotune.training.rank": 64,
     "repotune.training.learningRate": 0.005,
+    // Runs start without waiting for the plan dialog (the UI test clicks it on its first run).
+    "repotune.training.confirmPlan": false,
     "editor.inlineSuggest.enabled": true,
     // Training middles never end just before a closing quote (a middle is the rest of a line or whole lines), so
     // the tiny model has not learned to complete with an auto-inserted `"` after the cursor; a real model has.

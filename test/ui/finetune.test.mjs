@@ -54,7 +54,11 @@ test("every state of a run in the Run view and the report, from real runs and re
   // An empty file to type into; created before the window opens so Quick Open finds it.
   writeFileSync(join(workspace, "src", "scratch.js"), "");
   // "off" is what VS Code 1.139 migrates `false` to: written as such, the workbench has nothing to rewrite.
-  const settings = { ...testUserSettings(modelPath), "extensions.autoUpdate": "off", "workbench.colorTheme": THEMES.dark };
+  const settings = {
+    ...testUserSettings(modelPath), "extensions.autoUpdate": "off", "workbench.colorTheme": THEMES.dark,
+    // The first run shows its plan and waits for Start, as it does for a user.
+    "repotune.training.confirmPlan": true,
+  };
 
   // The extension's debug lines: each inline completion request and what became of it (a missing ghost text is
   // explained in the failure message).
@@ -158,8 +162,19 @@ test("every state of a run in the Run view and the report, from real runs and re
       await view.locator('[data-testid="phase"]:not(:text-is("Failed"))').waitFor({ timeout: 30_000 });
       const seen = new Set();
       let training = null;
+      let planShown = null;
+      const dialog = page.locator(".monaco-dialog-box");
       const deadline = Date.now() + TRAINING_TIMEOUT_MS;
       for (;;) {
+        if (planShown === null && await dialog.isVisible()) {
+          // The plan, once the data is prepared: the values set in settings as given, the rest planned.
+          planShown = (await dialog.locator(".dialog-message-detail").textContent()) ?? "";
+          assert.match((await dialog.locator(".dialog-message-text").textContent()) ?? "", /Fine-tune with this plan\?/);
+          assert.match(planShown, /600 steps \([\d.]+ passes over the data\), rank 64, 128-token sequences, batch \d+/);
+          assert.match(planShown, /Peak memory about [\d.]+ GiB of [\d.]+ GiB available on the CPU/);
+          await shot("plan-dialog");
+          await dialog.locator(".monaco-button", { hasText: "Start Training" }).click();
+        }
         const now = (await phase.textContent())?.trim() ?? "";
         if (now === "Training" && !seen.has(now)) {
           // A training screenshot worth having shows a hundred steps, a loss and the chart.
@@ -182,6 +197,12 @@ test("every state of a run in the Run view and the report, from real runs and re
       runDir = newestRun();
       const events = readEvents(runDir);
       const trainerEvents = events.filter((e) => e.type === "trainer").map((e) => e.event);
+      const plan = events.find((e) => e.type === "plan");
+      assert.ok(planShown !== null, "the plan dialog never showed");
+      assert.ok(plan, "the events file has no plan");
+      assert.equal(plan.edited, false);
+      assert.equal(planShown.replace(/\s+/g, " ").trim(), plan.lines.join(" "), "the dialog showed another plan than the run trained with");
+      assert.equal(await text("plan"), plan.lines[1]);
 
       // What training showed is what the trainer reported at that step.
       const [, shownStep, shownSteps] = /^(\d+) \/ (\d+)$/.exec(training.step ?? "") ?? [];
@@ -345,7 +366,7 @@ test("every state of a run in the Run view and the report, from real runs and re
     let secondRun;
     await step("window reloaded mid-run: the trainer goes on and the view follows it again; Stop checkpoints", async () => {
       // Long enough that the run is still training after the reload (it no longer stops the trainer).
-      current = { ...current, "repotune.training.steps": 5000 };
+      current = { ...current, "repotune.training.steps": 5000, "repotune.training.confirmPlan": false };
       await applySettings(page, userData, current);
       await view.locator('[data-testid="next-steps"]', { hasText: "5000" }).waitFor({ timeout: 30_000 });
       await view.locator('vscode-button[data-command="fineTune"]').click();
