@@ -8,6 +8,8 @@ import { RunPanel } from "./views/runPanel";
 import { adapterCommands } from "./adapterActions";
 import { checkEnvironment, chooseModel } from "./models";
 import { updateAdapterCommand } from "./updateCommand";
+import { offerCudaBuild } from "./cudaBuild";
+import { setupEnvironmentCommand } from "./pythonEnvCommand";
 import { TRUSTED_ONLY, refuseInRestrictedMode } from "./trust";
 
 type Factory = (ctx: Ctx, run: RunController) => (...args: unknown[]) => unknown;
@@ -104,6 +106,8 @@ const allCommands: Record<string, Factory> = {
   "repotune.chooseModel": (ctx) => (arg?: unknown) => chooseModel(ctx, arg),
   "repotune.checkEnvironment": (ctx) => () => checkEnvironment(ctx),
   "repotune.quickActions": quickActions,
+  "repotune.setupEnvironment": (ctx) => (arg?: unknown) => setupEnvironmentCommand(ctx, arg),
+  "repotune.downloadCudaBuild": (ctx) => () => offerCudaBuild(ctx, { ask: false }),
   "repotune.updateAdapter": updateAdapterCommand,
   ...adapterCommands,
 };

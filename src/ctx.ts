@@ -4,6 +4,7 @@ import * as path from "node:path";
 import { Config } from "./config";
 import { EngineHost } from "./core/engineHost";
 import { findPython } from "./core/python";
+import { pythonSearch } from "./pythonEnvCommand";
 import { ensureTinyModel } from "./core/tinyModel";
 import { UserError, messageOf } from "./core/errors";
 import type { TrainerSelftest } from "./protocol/trainer";
@@ -112,7 +113,7 @@ export class Ctx implements vscode.Disposable {
   environment(): Promise<{ python: string; selftest: TrainerSelftest }> {
     const key = this.config.pythonPath ?? "";
     if (this.env?.key !== key) {
-      const value = findPython(this.config.pythonPath, this.trainerRoot);
+      const value = findPython(this.config.pythonPath, this.trainerRoot, pythonSearch(this));
       const entry = { key, value };
       this.env = entry;
       value.catch(() => this.env === entry && (this.env = undefined));

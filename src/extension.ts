@@ -1,5 +1,6 @@
 // Wires RepoTune together: one context, commands by name, the Run view, the status bar, inline completions.
 import * as vscode from "vscode";
+import { binariesRoot, offerCudaBuild } from "./cudaBuild";
 import { Ctx } from "./ctx";
 import { RunController } from "./run";
 import { commands } from "./commands";
@@ -18,6 +19,8 @@ export interface RepoTuneApi {
 }
 
 export function activate(context: vscode.ExtensionContext): RepoTuneApi {
+  // Where a downloaded CUDA build of llama.cpp lives: engine processes (forked with this environment) look there.
+  process.env.REPOTUNE_BINARIES_DIR ??= binariesRoot(context);
   const ctx = new Ctx(context);
   const run = new RunController(ctx);
   const completions = new CompletionProvider(ctx);
@@ -37,6 +40,9 @@ export function activate(context: vscode.ExtensionContext): RepoTuneApi {
 
   // A run the previous window started (before a reload) is followed again.
   void run.reattach();
+  // Not at once: nvidia-smi and the CUDA runtime check are not worth delaying the window's start for.
+  const offer = setTimeout(() => void offerCudaBuild(ctx, { ask: true }), 10_000);
+  context.subscriptions.push({ dispose: () => clearTimeout(offer) });
 
   return {
     state: () => ({ phase: run.snapshot.phase, step: run.snapshot.step, error: run.snapshot.error, activeAdapter: ctx.activeAdapter, modelPath: run.snapshot.model, lastRun: run.lastRun }),

@@ -13,6 +13,9 @@ import { ModelCheckError, validateModel } from "./core/models/validate";
 import { formatBytes } from "./core/format";
 import { messageOf } from "./core/errors";
 import type { TrainerSelftest } from "./protocol/trainer";
+import { PYTHON_SETTING, PythonEnvError, type PythonProblem } from "./core/python";
+import { ACCELERATOR_WORDS, acceleratorOf, describeDevice, detectDevice, torchBuildMismatch, type Accelerator } from "./core/pythonEnv";
+import { SETUP_ACTION, SETUP_COMMAND } from "./pythonEnvCommand";
 
 /** The device the trainer would use and its memory, when a Python with PyTorch is there to say; else this machine. */
 async function deviceMemory(ctx: Ctx): Promise<{ device: string; bytes: number; name: string }> {
@@ -124,30 +127,50 @@ async function setModel(ctx: Ctx, value: string): Promise<string> {
   return value;
 }
 
+export type EnvironmentReport =
+  | (TrainerSelftest & { ok: true; interpreter: string; accelerator: Accelerator; warning: string | null })
+  | { ok: false; problem: PythonProblem | "unknown"; message: string; actions: string[] };
+
 /**
  * "RepoTune: Check trainer environment": which Python trains, with which PyTorch, on which device and how much memory;
- * or what is missing and how to install it. Returns the self-test (for scripts and tests), undefined when none passed.
+ * or what is missing, with the fix as a button. Returns the report (for scripts and tests): the self-test when one
+ * passed, with a warning when the PyTorch build cannot use the GPU this machine has.
  */
-export async function checkEnvironment(ctx: Ctx): Promise<TrainerSelftest | undefined> {
+export async function checkEnvironment(ctx: Ctx): Promise<EnvironmentReport> {
   try {
-    const { python, selftest: t } = await vscode.window.withProgress(
+    const [{ python, selftest: t }, device] = await vscode.window.withProgress(
       { location: vscode.ProgressLocation.Notification, title: "RepoTune: checking the trainer environment…" },
-      () => ctx.environment(),
+      () => Promise.all([ctx.environment(), detectDevice()]),
     );
+    const accelerator = acceleratorOf(t);
+    const warning = torchBuildMismatch(device, t);
     const memory = t.memory_total ? ` with ${formatBytes(t.memory_total)}${t.memory_free ? ` (${formatBytes(t.memory_free)} free)` : ""}` : "";
-    const where = t.device === "cpu"
-      ? `on the CPU${memory}: no GPU was found, so training is slow; the smallest model (Qwen2.5-Coder 0.5B) suits it`
-      : `on ${t.device_name ?? t.device} (${t.device})${memory}`;
+    const where = t.device !== "cpu"
+      ? `on ${t.device_name ?? t.device} (${ACCELERATOR_WORDS[accelerator]})${memory}`
+      : warning
+        ? `on the CPU${memory}`
+        : `on the CPU${memory}: no GPU was found, so training is slow; the smallest model (Qwen2.5-Coder 0.5B) suits it`;
     const message = `${python} trains with PyTorch ${t.torch} and NumPy ${t.numpy}, ${where}.`;
-    ctx.log.info(`trainer environment: ${message}`);
-    void vscode.window.showInformationMessage(`RepoTune: ${message}`);
-    return t;
+    ctx.log.info(`trainer environment: ${message} Machine: ${describeDevice(device)}.`);
+    if (warning) {
+      ctx.log.warn(`trainer environment: ${warning}`);
+      void vscode.window.showWarningMessage(`RepoTune: ${warning}`, SETUP_ACTION).then((c) => {
+        if (c) void vscode.commands.executeCommand(SETUP_COMMAND);
+      });
+    } else {
+      void vscode.window.showInformationMessage(`RepoTune: ${message}`);
+    }
+    return { ...t, ok: true, interpreter: python, accelerator, warning };
   } catch (err) {
     const message = messageOf(err);
     ctx.log.warn(`trainer environment: ${message}`);
-    void vscode.window.showErrorMessage(`RepoTune: ${message}`, "Open Settings").then((c) => {
-      if (c) void vscode.commands.executeCommand("workbench.action.openSettings", "repotune.pythonPath");
+    const problem = err instanceof PythonEnvError ? err.problem : "unknown";
+    // No Python, no PyTorch, a broken PyTorch: RepoTune can install one itself; or the user points at another.
+    const actions = [SETUP_ACTION, "Open Settings"];
+    void vscode.window.showErrorMessage(`RepoTune: ${message}`, ...actions).then((c) => {
+      if (c === SETUP_ACTION) void vscode.commands.executeCommand(SETUP_COMMAND);
+      if (c === "Open Settings") void vscode.commands.executeCommand("workbench.action.openSettings", PYTHON_SETTING);
     });
-    return undefined;
+    return { ok: false, problem, message, actions };
   }
 }

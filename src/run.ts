@@ -59,9 +59,13 @@ export class RunController implements vscode.Disposable {
 
   private async notifyError(message: string, setting?: string): Promise<void> {
     // A model problem is fixed by choosing one: from RepoTune's list, a file, or the tiny model.
-    const actions = [...(setting === "repotune.modelPath" ? ["Choose Base Model"] : []), ...(setting ? ["Open Settings"] : []), "Show Log"];
+    const actions = [
+      ...(setting === "repotune.modelPath" ? ["Choose Base Model"] : []), ...(setting === "repotune.pythonPath" ? ["Set Up Trainer Environment"] : []),
+      ...(setting ? ["Open Settings"] : []), "Show Log",
+    ];
     const choice = await vscode.window.showErrorMessage(`RepoTune: ${message}`, ...actions);
     if (choice === "Choose Base Model") await vscode.commands.executeCommand("repotune.chooseModel");
+    if (choice === "Set Up Trainer Environment") await vscode.commands.executeCommand("repotune.setupEnvironment");
     if (choice === "Open Settings") await vscode.commands.executeCommand("workbench.action.openSettings", setting);
     if (choice === "Show Log") this.ctx.log.show(true);
   }

@@ -69,7 +69,7 @@ done_stage
 stage "package (vsce)"
 mkdir -p test-output
 rm -f "$VSIX"
-npm run package -- --out "$VSIX" </dev/null
+npm run package -- --target linux-x64 --out "$VSIX" </dev/null
 need "$VSIX" "the packaged extension"
 printf 'packaged %s (%s)\n' "$VSIX" "$(du -h "$VSIX" | cut -f1)"
 done_stage

@@ -12,7 +12,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TOOLS=${REPOTUNE_TOOLS:-$HOME/.cache/repotune-tools}
 NODE_MAJOR=24
 CODE_SERVER_VERSION=4.139.1
-APT_PACKAGES=(python3-torch python3-numpy python3-pytest libopenblas0-pthread chromium libkrb5-dev git g++ make)
+APT_PACKAGES=(python3-torch python3-numpy python3-pytest python3-venv libopenblas0-pthread chromium libkrb5-dev git g++ make)
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }

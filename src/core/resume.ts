@@ -9,11 +9,9 @@ import { promises as fs, appendFileSync } from "node:fs";
 import * as path from "node:path";
 import type { DatasetSummary, EvalDecision, RunEvent } from "../protocol/run";
 import type { TrainerEvent } from "../protocol/trainer";
-import { RestartingEngine } from "./eval/restartingEngine";
-import { promptFormatFor } from "./promptFormat";
 import { UserError, messageOf } from "./errors";
-import { writeJsonAtomic } from "./atomic";
-import { evaluate, summaryOf, EvaluationStopped, type EvaluationResult } from "./eval/evaluate";
+import { summaryOf, type EvaluationResult } from "./eval/evaluate";
+import { evaluateRunAdapter } from "./eval/evaluateRun";
 import { readDatasetFiles, readDatasetMeta } from "./dataset/write";
 import { datasetRoots } from "./dataset/roots";
 import type { TrainerExit } from "./trainerProcess";
@@ -236,41 +234,21 @@ function trainerFailure(exit: TrainerExit, paths: RunPaths): Error {
 }
 
 /** The held-out evaluation of the resumed run's adapter, on the files its dataset held out (files.json). */
-async function evaluateResumed(
+function evaluateResumed(
   opts: ResumeOptions, plan: ResumePlan, emit: (e: RunEvent) => void, adapterStep: number, result: TuneResult,
 ): Promise<{ evaluation: EvaluationResult | null; decision: EvalDecision }> {
-  emit({ type: "phase", time: Date.now(), phase: "evaluating" });
-  let engine: RestartingEngine | undefined;
-  try {
-    const files = await readDatasetFiles(plan.paths.dataDir);
-    engine = await RestartingEngine.start({ enginePath: opts.enginePath, log: (line) => engineLog(plan.paths, line) }, plan.modelPath);
-    const info = engine.info;
-    let last = 0;
-    const evaluation = await evaluate({
-      engine, modelInfo: info, format: promptFormatFor(info), folder: plan.folder, roots: datasetRoots(plan.folders), files: files.val, split: files.split,
-      adapterPath: plan.paths.adapterPath, seed: plan.settings.seed, maxTasks: opts.evaluation?.maxTasks, maxTokens: opts.evaluation?.maxTokens,
-      windowTokens: plan.settings.seqLen, charsPerToken: plan.summary.charsPerToken,
-      trainer: { valLossBase: result.valLossBase, valLoss: result.valLoss, adapterStep },
-      signal: opts.signal,
-      onProgress: (done, total) => {
-        if (done === total || done - last >= Math.max(1, Math.floor(total / 50))) {
-          last = done;
-          emit({ type: "evalProgress", time: Date.now(), done, total });
-        }
-      },
-    });
-    await writeJsonAtomic(plan.paths.evaluationPath, evaluation);
-    emit({ type: "evaluation", time: Date.now(), evaluation: summaryOf(evaluation) });
-    return { evaluation, decision: evaluation.decision };
-  } catch (err) {
-    const reason = err instanceof EvaluationStopped || opts.signal?.aborted
-      ? "The evaluation on held-out code was stopped before it finished, so the adapter was not activated; you can activate it anyway."
-      : `The adapter could not be evaluated on held-out code: ${messageOf(err)} It was not activated; you can activate it anyway.`;
-    emit({ type: "log", time: Date.now(), message: reason });
-    return { evaluation: null, decision: { keep: false, reason } };
-  } finally {
-    await engine?.dispose().catch(() => undefined);
-  }
+  return evaluateRunAdapter({
+    folder: plan.folder, roots: datasetRoots(plan.folders),
+    heldOut: async () => {
+      const files = await readDatasetFiles(plan.paths.dataDir);
+      return { files: files.val, split: files.split };
+    },
+    adapterPath: plan.paths.adapterPath, seed: plan.settings.seed, maxTasks: opts.evaluation?.maxTasks, maxTokens: opts.evaluation?.maxTokens,
+    windowTokens: plan.settings.seqLen, charsPerToken: plan.summary.charsPerToken,
+    trainer: { valLossBase: result.valLossBase, valLoss: result.valLoss, adapterStep }, signal: opts.signal,
+    enginePath: opts.enginePath, modelPath: plan.modelPath, engineLog: (line) => engineLog(plan.paths, line),
+    evaluationPath: plan.paths.evaluationPath, emit,
+  });
 }
 
 function runPathsOf(runDir: string): RunPaths {

@@ -12,9 +12,8 @@ import type { ExampleMix } from "./dataset/fim";
 import { buildDataset, DatasetAborted } from "./dataset/build";
 import { datasetRoots, type DatasetRoot } from "./dataset/roots";
 import type { DatasetFiles } from "./dataset/write";
-import { writeJsonAtomic } from "./atomic";
-import { evaluate, summaryOf, EvaluationStopped, type EvaluationResult } from "./eval/evaluate";
-import { RestartingEngine } from "./eval/restartingEngine";
+import { summaryOf, type EvaluationResult } from "./eval/evaluate";
+import { evaluateRunAdapter } from "./eval/evaluateRun";
 import { checkPython, PYTHON_SETTING } from "./python";
 import { runTrainer, type TrainerExit, type TrainerProcessOptions } from "./trainerProcess";
 import { runDetachedTrainer } from "./trainerDetached";
@@ -363,49 +362,19 @@ class Pipeline {
    * caller gave one (the trainer has exited, so its memory is free). A failure or a stop leaves the adapter on disk
    * but not kept, and says why.
    */
-  private async evaluateAdapter(settings: TrainSettings, adapterPath: string, adapterStep: number): Promise<{ evaluation: EvaluationResult | null; decision: EvalDecision }> {
+  private evaluateAdapter(settings: TrainSettings, adapterPath: string, adapterStep: number): Promise<{ evaluation: EvaluationResult | null; decision: EvalDecision }> {
     const { opts } = this;
-    this.emit({ type: "phase", time: Date.now(), phase: "evaluating" });
-    let ownEngine: RestartingEngine | undefined;
-    try {
-      // An engine of its own restarts if its process dies mid-evaluation (eval/restartingEngine.ts).
-      if (!opts.engine) ownEngine = await RestartingEngine.start({ enginePath: opts.enginePath, log: (line) => this.engineLog(line) }, opts.modelPath);
-      const engine = opts.engine ?? ownEngine!;
-      const info = ownEngine ? ownEngine.info : await opts.engine!.load(opts.modelPath);
-      const heldOut = this.evaluationFiles();
-      let last = 0;
-      const result = await evaluate({
-        engine, modelInfo: info, format: promptFormatFor(info), folder: heldOut.folder, roots: heldOut.roots, files: heldOut.val, split: heldOut.split,
-        adapterPath, seed: settings.seed, maxTasks: opts.evaluation?.maxTasks, maxTokens: opts.evaluation?.maxTokens,
-        windowTokens: settings.seqLen, charsPerToken: this.result.summary?.charsPerToken,
-        trainer: { valLossBase: this.result.valLossBase, valLoss: this.result.valLoss, adapterStep },
-        signal: opts.signal,
-        onProgress: (done, total) => {
-          // About fifty progress events per evaluation: enough for a progress bar, few in events.jsonl.
-          if (done === total || done - last >= Math.max(1, Math.floor(total / 50))) {
-            last = done;
-            this.emit({ type: "evalProgress", time: Date.now(), done, total });
-          }
-        },
-      });
-      await writeJsonAtomic(this.run_.evaluationPath, result);
-      this.emit({ type: "evaluation", time: Date.now(), evaluation: summaryOf(result) });
-      return { evaluation: result, decision: result.decision };
-    } catch (err) {
-      const reason = err instanceof EvaluationStopped || opts.signal?.aborted
-        ? "The evaluation on held-out code was stopped before it finished, so the adapter was not activated; you can activate it anyway."
-        : `The adapter could not be evaluated on held-out code: ${messageOf(err)} It was not activated; you can activate it anyway.`;
-      this.emit({ type: "log", time: Date.now(), message: reason });
-      return { evaluation: null, decision: { keep: false, reason } };
-    } finally {
-      await ownEngine?.dispose().catch(() => undefined);
-    }
+    const heldOut = this.evaluationFiles();
+    return evaluateRunAdapter({
+      folder: heldOut.folder, roots: heldOut.roots, heldOut: async () => ({ files: heldOut.val, split: heldOut.split }),
+      adapterPath, seed: settings.seed, maxTasks: opts.evaluation?.maxTasks, maxTokens: opts.evaluation?.maxTokens,
+      windowTokens: settings.seqLen, charsPerToken: this.result.summary?.charsPerToken,
+      trainer: { valLossBase: this.result.valLossBase, valLoss: this.result.valLoss, adapterStep }, signal: opts.signal,
+      engine: opts.engine, enginePath: opts.enginePath, modelPath: opts.modelPath, engineLog: (line) => this.engineLog(line),
+      evaluationPath: this.run_.evaluationPath, emit: (e) => this.emit(e),
+    });
   }
 
-  /**
-   * The folder the evaluation reads and its held-out files (paths within it). The evaluation takes one folder: in a
-   * multi-root dataset, the one holding the most held-out files, which the log says.
-   */
   /** The held-out files across every folder of the run, with the folders they are read from. */
   private evaluationFiles(): { folder: string; roots: DatasetRoot[]; val: string[]; split?: DatasetFiles["split"] } {
     const heldOut = this.heldOut ?? { train: [], val: [] };

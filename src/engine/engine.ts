@@ -19,6 +19,7 @@ import {
   type Token,
 } from "node-llama-cpp";
 import type { CompleteResult, CompletionRecord, EngineStatus, ModelInfo, Segment } from "../protocol/engine";
+import { cudaNote, useInstalledBinaries } from "../core/binaries";
 import { EngineFailure } from "./errors";
 
 export type GpuSetting = "auto" | "off";
@@ -249,6 +250,16 @@ export class Engine {
     const previous = this.llama;
     this.llama = null;
     await previous?.llama.dispose();
+    // CUDA builds are too large for the VSIX: the extension downloads them into global storage on first use and
+    // names that folder here; src/core/binaries.ts says how node-llama-cpp is made to find them.
+    const binaries = process.env.REPOTUNE_BINARIES_DIR || null;
+    if (gpu === "auto" && binaries !== null) {
+      const used = await useInstalledBinaries(binaries).catch((err: unknown) => {
+        this.log(`the CUDA build in ${binaries} is not used: ${messageOf(err)}`);
+        return [];
+      });
+      if (used.length > 0) this.log(`llama.cpp builds from ${binaries}: ${used.map((p) => p.name).join(", ")}`);
+    }
     try {
       const llama = await getLlama({
         gpu: gpu === "off" ? false : "auto",
@@ -259,6 +270,10 @@ export class Engine {
         logger: (level, message) => this.log(`llama.cpp ${level}: ${message.trimEnd()}`),
       });
       this.llama = { gpu, llama };
+      if (gpu === "auto") {
+        const note = await cudaNote(binaries, llama.gpu).catch(() => null);
+        if (note !== null) this.log(note);
+      }
       return llama;
     } catch (err) {
       throw new EngineFailure(

@@ -168,7 +168,7 @@ test("every state of a run in the Run view and the report, from real runs and re
       for (;;) {
         if (planShown === null && await dialog.isVisible()) {
           // The plan, once the data is prepared: the values set in settings as given, the rest planned.
-          planShown = (await dialog.locator(".dialog-message-detail").textContent()) ?? "";
+          planShown = await dialog.locator(".dialog-message-detail").innerText();
           assert.match((await dialog.locator(".dialog-message-text").textContent()) ?? "", /Fine-tune with this plan\?/);
           assert.match(planShown, /600 steps \([\d.]+ passes over the data\), rank 64, 128-token sequences, batch \d+/);
           assert.match(planShown, /Peak memory about [\d.]+ GiB of [\d.]+ GiB available on the CPU/);
