@@ -91,6 +91,7 @@ async function useCatalogModel(ctx: Ctx, model: CatalogModel): Promise<string | 
       try {
         const result = await downloadModel({
           uri: model.uri, dir: ctx.modelsDir, fileName: model.fileName, sha256: model.sha256, signal: abort.signal,
+          endpoint: vscode.workspace.getConfiguration("repotune").get<string>("models.endpoint")?.trim() || undefined,
           onProgress: (p) => {
             const total = p.totalBytes ?? model.approxBytes;
             const pct = Math.min(100, (100 * p.receivedBytes) / total);
@@ -112,12 +113,28 @@ async function useCatalogModel(ctx: Ctx, model: CatalogModel): Promise<string | 
           : `${model.displayName} could not be downloaded: ${messageOf(err)}`;
         ctx.log.warn(message);
         if (cancelled) void vscode.window.showInformationMessage(`RepoTune: ${message}`);
-        else void vscode.window.showErrorMessage(`RepoTune: ${message}`, "Show Log").then((c) => c && ctx.log.show(true));
+        else void offerDownloadFix(ctx, model, err, message);
         return undefined;
       }
     },
   );
   return file ? setModel(ctx, file) : undefined;
+}
+
+/** A failed download says what happened and offers the fix for it: space, another try or a mirror, another model. */
+async function offerDownloadFix(ctx: Ctx, model: CatalogModel, err: unknown, message: string): Promise<void> {
+  const code = err instanceof DownloadError ? err.code : null;
+  const actions = code === "disk"
+    ? ["Open Models Folder", "Choose Another Model"]
+    : code === "network" || code === "http" || code === "incomplete"
+      ? ["Retry", "Use a Mirror", "Choose Another Model"]
+      : ["Retry", "Show Log"];
+  const choice = await vscode.window.showErrorMessage(`RepoTune: ${message}`, ...actions);
+  if (choice === "Retry") await useCatalogModel(ctx, model);
+  if (choice === "Choose Another Model") await vscode.commands.executeCommand("repotune.chooseModel");
+  if (choice === "Open Models Folder") await vscode.commands.executeCommand("revealFileInOS", vscode.Uri.file(ctx.modelsDir));
+  if (choice === "Use a Mirror") await vscode.commands.executeCommand("workbench.action.openSettings", "repotune.models.endpoint");
+  if (choice === "Show Log") ctx.log.show(true);
 }
 
 async function setModel(ctx: Ctx, value: string): Promise<string> {

@@ -160,6 +160,8 @@ describe("resolveModelUri", () => {
     );
     assert.equal(resolveModelUri("hf:a/b/dir/f.gguf#v2"), "https://huggingface.co/a/b/resolve/v2/dir/f.gguf");
     assert.equal(resolveModelUri("http://127.0.0.1:8080/m.gguf"), "http://127.0.0.1:8080/m.gguf");
+    // The setting wins over the environment variable.
+    assert.equal(resolveModelUri("hf:a/b/f.gguf", "http://mirror.test/hf/"), "http://mirror.test/hf/a/b/resolve/main/f.gguf");
     assert.throws(() => resolveModelUri("hf:just-a-repo"), /hf:<user>\/<repository>\/<file>\.gguf/);
   });
 

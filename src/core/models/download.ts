@@ -32,6 +32,8 @@ export interface DownloadOptions {
   sha256: string | null;
   onProgress?: (p: DownloadProgress) => void;
   signal?: AbortSignal;
+  /** The Hugging Face endpoint or mirror `hf:` URIs resolve on (the repotune.models.endpoint setting); default $HF_ENDPOINT, else huggingface.co. */
+  endpoint?: string;
 }
 
 export interface DownloadResult {
@@ -60,7 +62,7 @@ const PROGRESS_INTERVAL_MS = 200;
  * The https URL of an `hf:` model URI (node-llama-cpp's `hf:<user>/<repo>/<path>#<branch>` form), on $HF_ENDPOINT
  * when set; URLs unchanged.
  */
-export function resolveModelUri(uri: string): string {
+export function resolveModelUri(uri: string, endpointSetting?: string): string {
   if (/^https?:\/\//i.test(uri)) return uri;
   const m = /^hf:([^/#]+)\/([^/#]+)\/([^#]+?)(?:#(.+))?$/.exec(uri);
   if (!m) {
@@ -69,7 +71,7 @@ export function resolveModelUri(uri: string): string {
   const [, user, repo, file, branch] = m;
   const encodedPath = file.split("/").map(encodeURIComponent).join("/");
   // HF_ENDPOINT: the Hugging Face mirror a company or region uses (the variable huggingface_hub reads too).
-  const endpoint = (process.env.HF_ENDPOINT || "https://huggingface.co").replace(/\/+$/, "");
+  const endpoint = (endpointSetting || process.env.HF_ENDPOINT || "https://huggingface.co").replace(/\/+$/, "");
   return `${endpoint}/${user}/${repo}/resolve/${encodeURIComponent(branch ?? "main")}/${encodedPath}`;
 }
 
@@ -80,7 +82,7 @@ export function partialPath(target: string): string {
 export async function downloadModel(opts: DownloadOptions): Promise<DownloadResult> {
   const target = path.join(opts.dir, opts.fileName);
   const partial = partialPath(target);
-  const url = resolveModelUri(opts.uri);
+  const url = resolveModelUri(opts.uri, opts.endpoint);
   await fs.mkdir(opts.dir, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
     throw diskError(err, opts.dir);
   });
