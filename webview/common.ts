@@ -245,8 +245,12 @@ export function nextRunHtml(s: RunSnapshot, w: WorkspaceInfo): string {
     const device = st.device === "auto" ? `${w.device ?? "detecting…"} (auto)` : st.device;
     rows.push(row("Device", device, "next-device"));
     rows.push(row("Steps", st.steps !== null ? String(st.steps) : st.stepsHint !== null ? `${st.stepsHint} (from the data)` : "from the data", "next-steps"));
-    rows.push(row("Sequence length", String(st.seqLen), "next-seq-len"));
-    rows.push(row("LoRA rank", String(st.rank), "next-rank"));
+    // Unset values are chosen by the plan shown before training; the estimates below start from the usual value.
+    const value = (k: "seqLen" | "rank", v: number) => (st.planned?.includes(k) ? "planned" : String(v));
+    const tip = (k: "seqLen" | "rank", v: number) =>
+      st.planned?.includes(k) ? `Not set: the plan shown before training chooses it for your device, model and data (the estimates assume ${v}).` : undefined;
+    rows.push(row("Sequence length", value("seqLen", st.seqLen), "next-seq-len", tip("seqLen", st.seqLen)));
+    rows.push(row("LoRA rank", value("rank", st.rank), "next-rank", tip("rank", st.rank)));
     rows.push(row("Learning rate", String(st.lr), "next-lr"));
   }
   rows.push(row("Estimated time", w.seconds !== null ? `about ${duration(w.seconds)}` : "–", "next-time", w.estimateNote ?? undefined));

@@ -12,6 +12,7 @@ import * as path from "node:path";
 import { parseTrainerLine, type TrainerEvent } from "../protocol/trainer";
 import { trainerSpawn } from "./python";
 import { MALFORMED_PREVIEW_CHARS, MAX_EVENT_LINE_BYTES, type TrainerExit, type TrainerProcessOptions } from "./trainerProcess";
+import { processAlive } from "./processAlive";
 
 /** Seconds without a renewal before the trainer stops: longer than a window reload takes. */
 export const LEASE_TIMEOUT_S = 30;
@@ -176,7 +177,7 @@ function follow(
     // A trainer this window did not start has no exit event to wait for: it is polled.
     const gone = exited ?? new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => {
       const check = setInterval(() => {
-        if (!isAlive(pid)) {
+        if (!processAlive(pid)) {
           clearInterval(check);
           r({ code: null, signal: null });
         }
@@ -212,18 +213,9 @@ function readPidFile(file: string): PidFile | undefined {
   return undefined;
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /** Alive, and (where the system says) a RepoTune trainer writing into this run folder: a reused pid is not ours. */
 function isOurTrainer(pid: number, runDir: string): boolean {
-  if (!isAlive(pid)) return false;
+  if (!processAlive(pid)) return false;
   try {
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
     return cmdline.includes("repotune_trainer") && cmdline.some((a) => a.startsWith(path.resolve(runDir)));
@@ -262,7 +254,7 @@ async function touch(file: string): Promise<void> {
 export function otherFollower(runDir: string): number | undefined {
   try {
     const owner = (JSON.parse(readFileSync(trainerFiles(runDir).lease, "utf8")) as { owner?: unknown }).owner;
-    return typeof owner === "number" && owner !== process.pid && isAlive(owner) ? owner : undefined;
+    return typeof owner === "number" && owner !== process.pid && processAlive(owner) ? owner : undefined;
   } catch {
     return undefined;
   }

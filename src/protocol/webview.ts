@@ -106,6 +106,8 @@ export const NextRunSettings = z.object({
   lr: z.number(),
   batch: z.number().int(),
   device: z.string(),
+  /** Settings the user left unset: the values shown are where the plan starts; the run plans them (planRun.ts). */
+  planned: z.array(z.enum(["seqLen", "rank", "batch"])).optional(),
 });
 export type NextRunSettings = z.infer<typeof NextRunSettings>;
 

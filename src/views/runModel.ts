@@ -243,6 +243,7 @@ export class RunModel implements vscode.Disposable {
       return {
         steps: configured.steps ?? null, stepsHint: configured.steps === undefined ? last : null,
         seqLen: s.seqLen, rank: s.rank, lr: s.lr, batch: s.batch, device: s.device,
+        planned: (["seqLen", "rank", "batch"] as const).filter((k) => configured[k] === undefined),
       };
     } catch {
       return null;

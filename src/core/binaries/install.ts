@@ -11,6 +11,7 @@ import * as tar from "tar";
 import { formatBytes } from "../format";
 import { DownloadError, downloadModel } from "../models/download";
 import { DEFAULT_REGISTRY, isInstalled, packageDir, tarballUrl, type BinaryPackage } from "../binaries";
+import { processAlive } from "../processAlive";
 
 export interface InstallProgress {
   /** The package being downloaded, its position (from 1) and the number of packages to fetch. */
@@ -218,7 +219,7 @@ async function lock(root: string): Promise<() => Promise<void>> {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
       const owner = Number((await fs.readFile(file, "utf8").catch(() => "")).trim());
-      if (Number.isInteger(owner) && owner > 0 && alive(owner)) {
+      if (Number.isInteger(owner) && owner > 0 && processAlive(owner)) {
         throw new BinariesError("busy", `Another RepoTune window (process ${owner}) is installing ${WHAT}; it is used once that finishes.`);
       }
       await fs.rm(file, { force: true });
@@ -227,11 +228,3 @@ async function lock(root: string): Promise<() => Promise<void>> {
   throw new BinariesError("busy", `The install lock ${file} could not be taken; delete it if no RepoTune window is installing ${WHAT}.`);
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
