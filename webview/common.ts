@@ -5,7 +5,7 @@ import "@vscode-elements/elements/dist/vscode-toolbar-button/index.js";
 import "@vscode-elements/elements/dist/vscode-progress-bar/index.js";
 import "@vscode-elements/elements/dist/vscode-badge/index.js";
 import "@vscode-elements/elements/dist/vscode-collapsible/index.js";
-import { ToWebview, type AdapterAction, type FromWebview, type RunSnapshot, type ViewCommand, type WorkspaceInfo } from "../src/protocol/webview";
+import type { AdapterAction, FromWebview, RunSnapshot, ToWebview, ViewCommand, WorkspaceInfo } from "../src/protocol/webview";
 import { describeSkipped, formatBytes } from "../src/core/format";
 
 export type State = Extract<ToWebview, { type: "state" }>;
@@ -19,18 +19,28 @@ export function send(m: FromWebview): void {
 
 /** Calls `render` with every valid state; keeps the last one in webview state so a reshown view redraws at once. */
 export function onState(render: (s: State) => void): void {
-  const saved = ToWebview.safeParse(vscodeApi.getState());
-  if (saved.success) render(saved.data);
+  const saved: unknown = vscodeApi.getState();
+  if (isState(saved)) render(saved);
   window.addEventListener("message", (e: MessageEvent) => {
-    const m = ToWebview.safeParse(e.data);
-    if (!m.success) {
-      console.warn("RepoTune: ignored a malformed message", m.error.message);
+    const m: unknown = e.data;
+    if (!isState(m)) {
+      console.warn("RepoTune: ignored a message that is not a state");
       return;
     }
-    vscodeApi.setState(m.data);
-    render(m.data);
+    vscodeApi.setState(m);
+    render(m);
   });
   send({ type: "ready" });
+}
+
+/**
+ * Messages come only from RepoTune's extension host, whose posts are typed by the schema (src/protocol/webview.ts
+ * ToWebview); the webview checks their envelope only. Parsing them here again took zod into this bundle (450 of its
+ * 580 KB) for no protection: what needs validating is what a webview sends, and the host does that.
+ */
+function isState(m: unknown): m is State {
+  const s = m as Partial<State> | null;
+  return typeof s === "object" && s !== null && s.type === "state" && typeof s.run === "object" && s.run !== null && typeof s.workspace === "object" && s.workspace !== null;
 }
 
 export function esc(s: string): string {
