@@ -286,7 +286,7 @@ function trainTime(input: PlanInput, model: ModelShape, run: RunSize): { seconds
   const flops = input.device.matmulFlops;
   if (!flops) return { seconds: null, basis: "measured by the first run on this device" };
   const seconds = (flopsPerToken(model, run.seqLen, run.gradCheckpoint) * run.tokensPerStep * run.steps) / (flops * ASSUMED_UTILIZATION);
-  return { seconds, basis: `worked out from the device's ${(flops / 1e12).toFixed(1)} TFLOP/s at an assumed ${ASSUMED_UTILIZATION * 100}% utilisation; the first run measures it` };
+  return { seconds, basis: `worked out from the device's ${flops >= 1e12 ? `${(flops / 1e12).toFixed(1)} TFLOP/s` : `${Math.round(flops / 1e9)} GFLOP/s`} at an assumed ${ASSUMED_UTILIZATION * 100}% utilisation; the first run measures it` };
 }
 
 /** The trainer's estimator for a model file on a device kind (ROCm is CUDA to PyTorch). */

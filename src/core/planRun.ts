@@ -65,7 +65,7 @@ export function deviceOf(selftest: TrainerSelftest, setting: TrainSettings["devi
   if (kind === detected && selftest.memory_total) {
     // The CPU's "name" in the selftest is its architecture (x86_64): "the CPU" says more.
     const name = kind === "cpu" ? `the CPU${selftest.device_name ? ` (${selftest.device_name})` : ""}` : selftest.device_name ?? kind.toUpperCase();
-    return { kind, name, totalBytes: selftest.memory_total, freeBytes: selftest.memory_free ?? null };
+    return { kind, name, totalBytes: selftest.memory_total, freeBytes: selftest.memory_free ?? null, matmulFlops: selftest.matmul_flops ?? null };
   }
   if (kind === "cpu") return { kind, name: "the CPU", totalBytes: os.totalmem(), freeBytes: os.freemem() };
   return { kind, name: kind.toUpperCase(), totalBytes: Number.POSITIVE_INFINITY, freeBytes: null };

@@ -134,6 +134,8 @@ export const TrainerSelftest = z.object({
   device_name: z.string().nullable().optional(),
   memory_total: z.number().nullable().optional(),
   memory_free: z.number().nullable().optional(),
+  /** Measured dense matmul throughput on that device (FLOP/s; bf16 on CUDA, float32 elsewhere), for time estimates. */
+  matmul_flops: z.number().positive().nullable().optional(),
   message: z.string().optional(),
 });
 export type TrainerSelftest = z.infer<typeof TrainerSelftest>;

@@ -64,6 +64,10 @@ describe("the plan in the pipeline", () => {
     assert.equal(p.plan.rank, rankFor(result.summary!.trainTokens));
     assert.equal(p.device.kind, "cpu");
     assert.ok(p.plan.fits && p.plan.peakBytes > 0 && p.plan.peakBytes <= p.plan.budgetBytes);
+    // No run on this device yet: the time is worked out from the selftest's measured matmul rate.
+    assert.ok(p.device.matmulFlops && p.device.matmulFlops > 0);
+    assert.ok(p.plan.seconds !== null && p.plan.seconds > 0);
+    assert.match(p.plan.timeBasis, /worked out from the device's \d+ GFLOP\/s/);
     // The edit re-planned around the new values: the step keeps its sequences through accumulation.
     assert.deepEqual([edit.rank, edit.batch, edit.gradAccum, edit.steps], [4, 2, p.plan.batch * p.plan.gradAccum / 2, 6]);
     assert.ok(edit.peakBytes < p.plan.peakBytes, `a smaller batch and rank needs less memory (${edit.peakBytes} vs ${p.plan.peakBytes})`);
@@ -86,10 +90,13 @@ describe("the plan in the pipeline", () => {
     assert.equal(estimate?.type === "estimate" && estimate.peakBytes, edit.peakBytes);
   });
 
-  test("a declined plan trains nothing and writes no adapter", async () => {
+  test("a declined plan trains nothing and writes no adapter; its time is scaled from the run before", async () => {
     let asked = 0;
-    const { result, events } = await run({ plan: { confirm: async () => (asked++, null) } });
+    let offered: PlanProposal | null = null;
+    const { result, events } = await run({ plan: { confirm: async (p) => (asked++, (offered = p), null) } });
     assert.equal(asked, 1);
+    // The first test's run (same model, same device) measured its speed.
+    assert.match((offered as PlanProposal | null)?.plan.timeBasis ?? "", /scaled from the last run on this device \(6 steps in \d+ s\)/);
     assert.equal(result.status, "stopped");
     assert.equal(result.adapterPath, null);
     assert.deepEqual(phases(events), ["preparing", "stopped"]);
@@ -133,7 +140,7 @@ describe("plan helpers", () => {
 
   test("the device comes from the selftest, and another device setting does not borrow its memory", () => {
     const selftest = { ok: true, python: "3.11", torch: "2.5", numpy: "2", device: "cuda", device_name: "NVIDIA RTX 4090", memory_total: 24e9, memory_free: 23e9 } as Parameters<typeof deviceOf>[0];
-    assert.deepEqual(deviceOf(selftest, "auto"), { kind: "cuda", name: "NVIDIA RTX 4090", totalBytes: 24e9, freeBytes: 23e9 });
+    assert.deepEqual(deviceOf({ ...selftest, matmul_flops: 1.6e14 }, "auto"), { kind: "cuda", name: "NVIDIA RTX 4090", totalBytes: 24e9, freeBytes: 23e9, matmulFlops: 1.6e14 });
     const cpu = deviceOf(selftest, "cpu");
     assert.equal(cpu.kind, "cpu");
     assert.notEqual(cpu.totalBytes, 24e9);

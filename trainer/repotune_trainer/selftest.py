@@ -29,6 +29,39 @@ def _memory(device: str) -> dict:
     return {"device_name": name, "memory_total": total, "memory_free": free_memory(device)}
 
 
+def _matmul_flops(device: str, seconds: float = 0.25) -> float | None:
+    """Measured dense matmul throughput (FLOP/s) at the precision training computes in: bf16 on CUDA, float32
+    elsewhere. The training plan works out a first run's time from it; after one run, measured speed replaces it."""
+    import time
+    import torch
+    try:
+        on_cuda = device == "cuda"
+        n = 2048 if device != "cpu" else 512
+        dtype = torch.bfloat16 if on_cuda and torch.cuda.is_bf16_supported() else torch.float32
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+
+        def sync():
+            if on_cuda:
+                torch.cuda.synchronize()
+            elif device == "mps":
+                torch.mps.synchronize()
+
+        a @ b  # warm-up: kernels chosen, threads started
+        sync()
+        count, start = 0, time.perf_counter()
+        while True:
+            a @ b
+            count += 1
+            if count % 4 == 0:
+                sync()
+                elapsed = time.perf_counter() - start
+                if elapsed >= seconds:
+                    return 2.0 * n ** 3 * count / elapsed
+    except Exception:  # noqa: BLE001 - a figure for a time estimate; its absence only means "no estimate yet"
+        return None
+
+
 def selftest() -> int:
     out = {"ok": False, "python": sys.executable, "torch": None, "numpy": None, "device": None}
     try:
@@ -51,6 +84,7 @@ def selftest() -> int:
             (x * x).sum().backward()  # gradient 2x: 32 in total
             out["device"] = device
             out.update(_memory(device))
+            out["matmul_flops"] = _matmul_flops(device)
             out["ok"] = bool(float(x.grad.sum()) == 32.0)
             if not out["ok"]:
                 out["message"] = f"PyTorch on {device} computed a wrong gradient; reinstall PyTorch."

@@ -174,6 +174,8 @@ def test_selftest_reports_torch():
     p, events = run_cli("selftest")
     assert p.returncode == 0
     assert events[0]["ok"] is True and events[0]["torch"] and events[0]["device"] in ("cpu", "cuda", "mps")
+    # The plan's first time estimate: a measured matmul rate, between a slow laptop core and a data-centre GPU.
+    assert 1e8 < events[0]["matmul_flops"] < 1e16
 
 
 def test_probs_reports_greedy_tokens_and_distributions(trained, tiny_models):
