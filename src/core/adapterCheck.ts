@@ -28,7 +28,14 @@ export async function adapterMismatch(adapterPath: string, modelPath: string): P
   if (!(await fs.stat(adapterPath).then((s) => s.isFile(), () => false))) {
     return `The adapter ${adapterPath} does not exist (deleted or moved). Choose another adapter, or the base model only.`;
   }
-  const manifest = await readManifest(path.join(path.dirname(adapterPath), "manifest.json")).catch(() => null);
+  const manifestPath = path.join(path.dirname(adapterPath), "manifest.json");
+  const manifest = await readManifest(manifestPath).catch((err: unknown) => ((err as NodeJS.ErrnoException).code === "ENOENT" ? null : (err as Error)));
+  if (manifest instanceof Error) {
+    // A RepoTune run whose manifest is damaged: judging the adapter by its shapes alone would accept one trained on
+    // another model of the same shape.
+    return `The run manifest beside ${name} (${manifestPath}) cannot be read (${manifest.message.split("\n")[0]}), so RepoTune ` +
+      "cannot tell which base model the adapter was trained on. Choose another adapter, or fine-tune again.";
+  }
   if (manifest && manifest.adapter === name) {
     const base = manifest.baseModel;
     const modelSize = (await fs.stat(modelPath)).size;

@@ -2,11 +2,11 @@
 // adapter-<runId>.gguf. Run ids sort by time; adapter names are never reused (node-llama-cpp caches adapters
 // by path, so a retrained adapter must get a new one).
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream, appendFileSync, promises as fs } from "node:fs";
+import { createReadStream, promises as fs } from "node:fs";
 import * as path from "node:path";
 import { z } from "zod";
 import { DatasetSummary, EvalDecision, EvaluationSummary, RunEvent } from "../protocol/run";
-import { writeJsonAtomic } from "./atomic";
+import { appendWhole, writeJsonAtomic } from "./atomic";
 import { gitText } from "./git";
 
 
@@ -82,7 +82,8 @@ export async function createRun(runsRoot: string, folder: string | readonly stri
  * an event still leaves it on disk for the view that replays the file.
  */
 export function appendEvent(eventsPath: string, event: RunEvent): void {
-  appendFileSync(eventsPath, JSON.stringify(event) + "\n");
+  // Whole or not at all: half a line left by a full disk would make the run unreadable for Resume.
+  appendWhole(eventsPath, JSON.stringify(event) + "\n");
 }
 
 export async function readEvents(eventsPath: string): Promise<RunEvent[]> {

@@ -89,7 +89,7 @@ export const TrainerStopped = z.object({
   checkpoint: z.string().nullable(),
 });
 
-export const TrainerErrorCode = z.enum(["bad_model", "unsupported_arch", "bad_data", "bad_args", "out_of_memory", "internal"]);
+export const TrainerErrorCode = z.enum(["bad_model", "unsupported_arch", "bad_data", "bad_args", "out_of_memory", "disk_full", "internal"]);
 
 export const TrainerError = z.object({
   ...base,

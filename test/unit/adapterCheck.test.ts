@@ -4,7 +4,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { copyFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { tune } from "../../src/core/tune";
 import { adapterMismatch } from "../../src/core/adapterCheck";
@@ -51,6 +51,16 @@ describe("an adapter fits only the base model it was trained on", () => {
     assert.equal(await adapterMismatch(loose, modelPath), null, "a foreign adapter that fits was refused");
     const wide = tinyVariant(path.join(dir, "wide.gguf"), "--width", "128");
     assert.match((await adapterMismatch(loose, wide)) ?? "", /does not fit its .* shape in wide\.gguf: it was made for another model/);
+  });
+
+  test("a damaged manifest beside the adapter refuses it: its base model cannot be told", async () => {
+    const runDir = path.join(dir, "damaged-run");
+    mkdirSync(runDir);
+    const copy = path.join(runDir, path.basename(adapterPath));
+    copyFileSync(adapterPath, copy);
+    writeFileSync(path.join(runDir, "manifest.json"), '{"format": "repotune-run", "vers');
+    // The same adapter with no manifest at all fits (shapes decide); a manifest that is there but unreadable does not.
+    assert.match((await adapterMismatch(copy, modelPath)) ?? "", /manifest\.json\) cannot be read .*cannot tell which base model/);
   });
 
   test("a model file, a missing file and a file that is not GGUF are refused with what to do", async () => {

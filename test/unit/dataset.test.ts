@@ -15,10 +15,11 @@ import { chooseHeldOut, holdOutOrder, splitOneFile } from "../../src/core/datase
 import { epochsAt, recommendedSteps } from "../../src/core/dataset/report";
 import { DatasetFiles, readTokens } from "../../src/core/dataset/write";
 import { DatasetMeta, DatasetReport, ExampleLine } from "../../src/protocol/dataset";
-import { EngineClient } from "../../src/core/engineClient";
-import { promptFormatFor, type PromptFormat } from "../../src/core/promptFormat";
+import type { EngineClient } from "../../src/core/engineClient";
+import type { PromptFormat } from "../../src/core/promptFormat";
 import type { ModelInfo } from "../../src/protocol/engine";
-import { enginePath, git, makeGitRepo, removeDir, sampleSources, tempDir, tinyModel, writeFiles } from "./support/pipeline";
+import { git, makeGitRepo, removeDir, sampleSources, tempDir, writeFiles } from "./support/pipeline";
+import { startTinyEngine } from "./support/tinyEngine";
 
 const PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, 0x49, 0x48, 0x44, 0x52, 0, 0, 0, 1, 0, 0, 0, 1, 8, 6, 0, 0, 0]);
 const LATIN1 = Buffer.from("caf\xe9 cr\xe8me br\xfbl\xe9e\nno UTF-8 here, only Latin-1 \xe0 la carte\n".repeat(4), "latin1");
@@ -428,10 +429,7 @@ describe("a dataset built with the engine and the tiny model", () => {
 
   before(async () => {
     dir = tempDir("dataset");
-    modelPath = await tinyModel(path.join(dir, "cache"));
-    engine = await EngineClient.start({ enginePath, log: () => undefined });
-    info = await engine.load(modelPath);
-    format = promptFormatFor(info);
+    ({ modelPath, engine, info, format } = await startTinyEngine(dir));
     [[fimPrefixId]] = await engine.tokenize([[{ text: "<|fim_prefix|>", special: true }]]);
     repo = makeGitRepo(path.join(dir, "repo"), { ...sampleSources(6), "logo.png": PNG });
   });

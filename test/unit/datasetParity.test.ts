@@ -11,12 +11,13 @@ import { cursorWindow, windowCharsFor } from "../../src/core/dataset/fim";
 import { FLAG_START, PAD } from "../../src/core/dataset/pack";
 import { readTokens } from "../../src/core/dataset/write";
 import { completionWindow } from "../../src/core/completionWindow";
-import { EngineClient } from "../../src/core/engineClient";
-import { promptFormatFor, type PromptFormat } from "../../src/core/promptFormat";
+import type { EngineClient } from "../../src/core/engineClient";
+import type { PromptFormat } from "../../src/core/promptFormat";
 import { repoName } from "../../src/core/repoName";
 import { ExampleLine } from "../../src/protocol/dataset";
 import type { ModelInfo } from "../../src/protocol/engine";
-import { enginePath, makeGitRepo, removeDir, sampleSources, tempDir, tinyModel } from "./support/pipeline";
+import { makeGitRepo, removeDir, sampleSources, tempDir } from "./support/pipeline";
+import { startTinyEngine } from "./support/tinyEngine";
 
 const SEQ_LEN = 128;
 
@@ -49,10 +50,7 @@ let mixed: Built;
 
 before(async () => {
   dir = tempDir("parity");
-  modelPath = await tinyModel(path.join(dir, "cache"));
-  engine = await EngineClient.start({ enginePath, log: () => undefined });
-  info = await engine.load(modelPath);
-  format = promptFormatFor(info);
+  ({ modelPath, engine, info, format } = await startTinyEngine(dir));
   ascii = await buildFrom("ascii", sampleSources(6));
   mixed = await buildFrom("mixed", {
     ...sampleSources(6),

@@ -11,11 +11,12 @@ import { datasetPathOf, datasetRoots, rootOf } from "../../src/core/dataset/root
 import { selectFiles } from "../../src/core/dataset/select";
 import { DatasetFiles } from "../../src/core/dataset/write";
 import { repoIdFor } from "../../src/core/runStore";
-import { EngineClient } from "../../src/core/engineClient";
-import { promptFormatFor, type PromptFormat } from "../../src/core/promptFormat";
+import type { EngineClient } from "../../src/core/engineClient";
+import type { PromptFormat } from "../../src/core/promptFormat";
 import { DatasetReport, ExampleLine } from "../../src/protocol/dataset";
 import type { ModelInfo } from "../../src/protocol/engine";
-import { enginePath, removeDir, tempDir, tinyModel } from "./support/pipeline";
+import { removeDir, tempDir } from "./support/pipeline";
+import { startTinyEngine } from "./support/tinyEngine";
 import { code, datedRepo } from "./support/datedRepo";
 
 let dir: string;
@@ -29,10 +30,7 @@ let lib: string;
 
 before(async () => {
   dir = tempDir("roots");
-  modelPath = await tinyModel(path.join(dir, "cache"));
-  engine = await EngineClient.start({ enginePath, log: () => undefined });
-  info = await engine.load(modelPath);
-  format = promptFormatFor(info);
+  ({ modelPath, engine, info, format } = await startTinyEngine(dir));
   const appFiles: Record<string, string> = { "src/index.ts": code(1), "notes/todo.ts": code(2) };
   for (let i = 0; i < 9; i++) appFiles[`src/a${i}.ts`] = code(10 + i);
   app = datedRepo(path.join(dir, "app"), appFiles, 0, { ".gitignore": "build/\n", "build/out.ts": code(3), ".repotuneignore": "notes/\n" });

@@ -8,11 +8,12 @@ import * as path from "node:path";
 import { buildDataset } from "../../src/core/dataset/build";
 import { changeTimes, chooseHeldOut, holdOutOrder } from "../../src/core/dataset/split";
 import { DatasetFiles, readTokens } from "../../src/core/dataset/write";
-import { EngineClient } from "../../src/core/engineClient";
-import { promptFormatFor, type PromptFormat } from "../../src/core/promptFormat";
+import type { EngineClient } from "../../src/core/engineClient";
+import type { PromptFormat } from "../../src/core/promptFormat";
 import { ExampleLine } from "../../src/protocol/dataset";
 import type { ModelInfo } from "../../src/protocol/engine";
-import { enginePath, removeDir, tempDir, tinyModel, writeFiles } from "./support/pipeline";
+import { removeDir, tempDir, writeFiles } from "./support/pipeline";
+import { startTinyEngine } from "./support/tinyEngine";
 import { code, datedRepo, day, gitAt } from "./support/datedRepo";
 
 let dir: string;
@@ -23,10 +24,7 @@ let modelPath: string;
 
 before(async () => {
   dir = tempDir("split");
-  modelPath = await tinyModel(path.join(dir, "cache"));
-  engine = await EngineClient.start({ enginePath, log: () => undefined });
-  info = await engine.load(modelPath);
-  format = promptFormatFor(info);
+  ({ modelPath, engine, info, format } = await startTinyEngine(dir));
 });
 after(async () => {
   await engine?.dispose();

@@ -10,7 +10,7 @@ from typing import Optional, Tuple
 import torch
 
 from .events import TrainerError, log
-from .gguf import write_atomic
+from .files import DiskFull, disk_full_error, write_atomic
 
 KEEP = 2
 _NAME = re.compile(r"step-(\d+)\.pt$")
@@ -34,7 +34,12 @@ def save_checkpoint(run_dir: str, step: int, state: dict) -> str:
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state_all()
-    write_atomic(path, lambda f: torch.save({"version": 1, "step": step, "rng": rng, **state}, f))
+    try:
+        write_atomic(path, lambda f: torch.save({"version": 1, "step": step, "rng": rng, **state}, f))
+    except DiskFull as e:
+        previous = latest_checkpoint(run_dir)
+        raise disk_full_error(e, f"the checkpoint of step {step}", os.path.getsize(previous) if previous else None,
+                              how_to_go_on(run_dir)) from e
     for old in sorted(_list(folder))[:-KEEP]:
         try:
             os.unlink(old[1])
@@ -55,6 +60,14 @@ def _list(folder: str):
 def latest_checkpoint(run_dir: str) -> Optional[str]:
     found = sorted(_list(checkpoint_dir(run_dir)))
     return found[-1][1] if found else None
+
+
+def how_to_go_on(run_dir: str) -> str:
+    """What a user can do after this run failed: resume from its newest checkpoint, or start again without one."""
+    found = sorted(_list(checkpoint_dir(run_dir)))
+    if not found:
+        return "fine-tune again (this run has no checkpoint to resume from yet)."
+    return f"resume the run: it continues from its checkpoint of step {found[-1][0]}, which is intact."
 
 
 def load_latest_checkpoint(run_dir: str) -> Tuple[Optional[str], Optional[dict]]:

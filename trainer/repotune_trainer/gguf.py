@@ -7,12 +7,13 @@ numpy's (reversed).
 from __future__ import annotations
 
 import mmap
-import os
 import struct
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
+
+from .files import write_atomic
 
 GGUF_MAGIC = b"GGUF"
 GGUF_VERSION = 3
@@ -349,30 +350,3 @@ class GGUFWriter:
                 pos = off + len(t.data)
 
         write_atomic(path, body)
-
-
-def write_atomic(path: str, write_body) -> None:
-    """Write through a temporary file in the same folder, fsync it, then rename: readers never see half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write_body(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass  # some filesystems (and Windows) cannot fsync a directory; the rename itself is still atomic

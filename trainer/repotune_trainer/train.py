@@ -32,10 +32,11 @@ import numpy as np
 import torch
 
 from .adapter import read_adapter, write_adapter
-from .checkpoint import latest_checkpoint, load_latest_checkpoint, save_checkpoint
+from .checkpoint import how_to_go_on, latest_checkpoint, load_latest_checkpoint, save_checkpoint
 from .data import Rows, batch_indices, count_targets, load_dataset, to_inputs_targets
 from .device import Dist, free_memory, pick_device, set_cpu_threads
 from .events import TrainerError, emit, log, set_run_id
+from .files import DiskFull, disk_full_error
 from .fit import LOADING, Settings, Watch, after_failure, is_out_of_memory, preflight
 from .memory import model_shape
 from .model import ARCH_MATRICES, LoraModel, model_config, open_model, parse_targets
@@ -391,7 +392,11 @@ def train(a, stop: StopRequested, dist: Dist = None, watch: Watch = None) -> int
             "writing that adapter")
         lora, val_loss, adapter_step = best["lora"], best["val_loss"], best["step"]
     if dist.is_main:
-        write_adapter(a.adapter_out, model.cfg.arch, model.alpha, lora, os.path.basename(a.model))
+        try:
+            write_adapter(a.adapter_out, model.cfg.arch, model.alpha, lora, os.path.basename(a.model))
+        except DiskFull as e:
+            raise disk_full_error(e, "the adapter", sum(t.numel() * 4 for t in lora.values()),
+                                  how_to_go_on(a.out)) from e
     log(f"adapter written to {a.adapter_out}; {trained_tokens / max(train_time, 1e-9):.0f} tokens/s")
     # The CUDA allocator's peak over the whole run (bench/gpu_compare.py compares it with transformers + peft);
     # absent on other devices, which have no such counter.
