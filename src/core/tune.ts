@@ -19,7 +19,7 @@ import { runTrainer, type TrainerExit, type TrainerProcessOptions } from "./trai
 import { runDetachedTrainer } from "./trainerDetached";
 import { estimateMemory } from "./memoryEstimate";
 import { deviceOf, lastMeasured, planLines, RunPlanner, withPlan, type ConfirmPlan } from "./planRun";
-import { ModelCheckError, validateModel } from "./models/validate";
+import { ModelCheckError, validateModel, type CheckedModel } from "./models/validate";
 import {
   appendEvent, createRun, fileIdentity, gitCommit, writeManifest, TrainSettingsSchema,
   type RunManifest, type RunPaths,
@@ -167,12 +167,17 @@ class Pipeline {
       const settings = resolveSettings(opts.settings);
       for (const root of datasetRoots(opts.folder)) await checkFolder(root.folder);
       await checkGguf(opts.modelPath);
+      // From the header alone (no weights loaded), the precise reason a model cannot be trained: truncated,
+      // architecture, FIM tokens, weight types.
+      const checked = await validateModel(opts.modelPath).catch((err: unknown) => {
+        throw err instanceof ModelCheckError ? new UserError(err.message, MODEL_SETTING) : err;
+      });
       // Slow checks run while the dataset is built; their failures are reported after it, in this order.
       const python = settle(checkPython(opts.python, opts.trainerRoot));
       const model = settle(fileIdentity(opts.modelPath));
       const commit = gitCommit(this.firstFolder);
 
-      const planner = opts.plan ? await this.planner(settings, await python.unwrap()) : null;
+      const planner = opts.plan ? await this.planner(settings, await python.unwrap(), checked) : null;
       if (planner) {
         const first = await planner.beforeDataset();
         if (!first.fits) throw new UserError(await planner.refusal(first), MODEL_SETTING);
@@ -260,14 +265,8 @@ class Pipeline {
     }
   }
 
-  private async planner(settings: TrainSettings, selftest: TrainerSelftest): Promise<RunPlanner> {
+  private async planner(settings: TrainSettings, selftest: TrainerSelftest, checked: CheckedModel): Promise<RunPlanner> {
     const { opts } = this;
-    let checked;
-    try {
-      checked = await validateModel(opts.modelPath);
-    } catch (err) {
-      throw err instanceof ModelCheckError ? new UserError(err.message, MODEL_SETTING) : err;
-    }
     const device = deviceOf(selftest, settings.device);
     return new RunPlanner({
       python: opts.python, trainerRoot: opts.trainerRoot, modelPath: opts.modelPath, modelName: checked.name ?? path.basename(opts.modelPath),
