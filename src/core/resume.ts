@@ -16,11 +16,15 @@ import { readDatasetFiles, readDatasetMeta } from "./dataset/write";
 import { datasetRoots } from "./dataset/roots";
 import type { TrainerExit } from "./trainerProcess";
 import { attachTrainer } from "./trainerDetached";
-import { MODEL_SETTING, resolveSettings, trainerArgs, trainerRunner, type TrainSettings, type TuneResult } from "./tune";
+import { resolveSettings, trainerArgs, trainerRunner, type TrainSettings, type TuneResult } from "./tune";
 import {
   appendEvent, fileIdentity, gitCommit, readEvents, readManifest, runPaths, writeManifest,
   type RunManifest, type RunPaths,
 } from "./runStore";
+import { newestCheckpoint, trainerFailure } from "./trainerFailure";
+
+/** Re-exported: callers and tests find a run's checkpoints here. */
+export { newestCheckpoint };
 
 export interface ResumeOptions {
   runDir: string;
@@ -55,13 +59,6 @@ export interface ResumePlan {
 }
 
 /** The newest complete checkpoint of a run folder (step-NNNNNN.pt, the trainer's names), or null. */
-export async function newestCheckpoint(runDir: string): Promise<string | null> {
-  const dir = path.join(runDir, "checkpoints");
-  const names = await fs.readdir(dir).catch(() => [] as string[]);
-  const newest = names.filter((n) => /^step-\d+\.pt$/.test(n)).sort().pop();
-  return newest ? path.join(dir, newest) : null;
-}
-
 /**
  * Checks that `runDir` can be resumed and says how; throws a UserError that says why not. `attaching`: its trainer
  * still runs, so it needs no checkpoint yet.
@@ -215,22 +212,10 @@ export async function resumeRun(opts: ResumeOptions): Promise<TuneResult> {
       emit({ type: "phase", time: Date.now(), phase: "stopped" });
       return { ...result, status: "stopped" };
     }
-    return fail(trainerFailure(exit, paths));
+    return fail(await trainerFailure(exit, paths));
   } catch (err) {
     return fail(err);
   }
-}
-
-function trainerFailure(exit: TrainerExit, paths: RunPaths): Error {
-  const final = exit.final;
-  if (final?.event === "error") {
-    const model = final.code === "bad_model" || final.code === "unsupported_arch";
-    return new UserError(`Training failed: ${final.message}${model ? " Choose another base model in repotune.modelPath." : ""}`, model ? MODEL_SETTING : undefined);
-  }
-  if (exit.spawnError) return new UserError(`The trainer could not start: ${exit.spawnError}. Set repotune.pythonPath to a Python with PyTorch.`, "repotune.pythonPath");
-  const how = exit.signal ? `was killed by ${exit.signal}` : exit.code !== null ? `exited with code ${exit.code}` : "ended";
-  const tail = exit.stderrTail.trim().split("\n").slice(-5).join("\n");
-  return new Error(`The trainer ${how} without finishing${tail ? `:\n${tail}` : "."}\nThe full log is in ${paths.trainerLogPath}. The newest checkpoint is kept: resume to continue from it.`);
 }
 
 /** The held-out evaluation of the resumed run's adapter, on the files its dataset held out (files.json). */

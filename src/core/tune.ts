@@ -14,9 +14,10 @@ import { datasetRoots, type DatasetRoot } from "./dataset/roots";
 import type { DatasetFiles } from "./dataset/write";
 import { summaryOf, type EvaluationResult } from "./eval/evaluate";
 import { evaluateRunAdapter } from "./eval/evaluateRun";
-import { checkPython, PYTHON_SETTING } from "./python";
+import { checkPython } from "./python";
 import { runTrainer, type TrainerExit, type TrainerProcessOptions } from "./trainerProcess";
 import { runDetachedTrainer } from "./trainerDetached";
+import { trainerFailure } from "./trainerFailure";
 import { estimateMemory } from "./memoryEstimate";
 import { deviceOf, lastMeasured, planLines, RunPlanner, withPlan, type ConfirmPlan } from "./planRun";
 import { ModelCheckError, validateModel, type CheckedModel } from "./models/validate";
@@ -341,20 +342,10 @@ class Pipeline {
       return { ...this.result, status: "done" };
     }
     if (final?.event === "stopped") return this.finishStopped(settings, model, commit, final);
-    if (final?.event === "error") {
-      const hint = final.code === "out_of_memory"
-        ? " Lower repotune.training.seqLen or the batch size, or train on a machine with more memory."
-        : final.code === "bad_model" || final.code === "unsupported_arch"
-          ? " Choose another base model in repotune.modelPath."
-          : "";
-      return this.fail(new UserError(`Training failed: ${final.message}${hint}`, final.code === "bad_model" || final.code === "unsupported_arch" ? MODEL_SETTING : undefined));
-    }
-    if (exit.aborted) return this.finishStopped(settings, model, commit, null);
-    if (exit.spawnError) return this.fail(new UserError(`The trainer could not start: ${exit.spawnError}. Set ${PYTHON_SETTING} to a Python with PyTorch.`, PYTHON_SETTING));
-    const how = exit.signal ? `was killed by ${exit.signal}` : exit.code !== null ? `exited with code ${exit.code}` : "ended";
-    const tail = exit.stderrTail.trim().split("\n").slice(-5).join("\n");
-    return this.fail(new Error(`The trainer ${how} without finishing${tail ? `:\n${tail}` : "."}\nThe full log is in ${this.run_.trainerLogPath}.`));
+    if (final?.event === "error" || exit.spawnError || !exit.aborted) return this.fail(await trainerFailure(exit, this.run_));
+    return this.finishStopped(settings, model, commit, null);
   }
+
 
   /**
    * Base model against base model + adapter on the held-out files, in an engine of the pipeline's own unless the

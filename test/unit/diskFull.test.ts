@@ -11,7 +11,9 @@ import { execFileSync } from "node:child_process";
 import { promises as fs } from "node:fs";
 import * as path from "node:path";
 import { appendWhole, DiskFullError, writeJsonAtomic } from "../../src/core/atomic";
-import { readManifest, writeManifest, type RunManifest } from "../../src/core/runStore";
+import { readManifest, runPaths, writeManifest, type RunManifest } from "../../src/core/runStore";
+import { trainerFailure } from "../../src/core/trainerFailure";
+import type { TrainerExit } from "../../src/core/trainerProcess";
 import { removeDir, tempDir } from "./support/pipeline";
 
 const manifest: RunManifest = {
@@ -181,4 +183,35 @@ test("errors other than a full disk pass through unchanged, with no temporary fi
   } finally {
     removeDir(dir);
   }
+});
+
+describe("a trainer that ended without a word", () => {
+  const exit = (over: Partial<TrainerExit> = {}): TrainerExit => ({ code: null, signal: "SIGKILL", final: null, aborted: false, spawnError: null, stderrTail: "", ...over } as TrainerExit);
+
+  test("on a full disk is reported as a full disk, with the checkpoint to resume from", async (t) => {
+    const disk = tmpfsDisk();
+    if (typeof disk === "string") return t.skip(disk);
+    try {
+      const paths = runPaths(disk.root, "repo", "run1");
+      fsSync.mkdirSync(path.join(paths.runDir, "checkpoints"), { recursive: true });
+      fsSync.writeFileSync(path.join(paths.runDir, "checkpoints", "step-000004.pt"), "x");
+      disk.fill();
+      const err = await trainerFailure(exit(), paths);
+      assert.match(err.message, /^The trainer was killed by SIGKILL: the disk that holds .*run1 is full \(\d+(\.\d+)? [KMG]?B free\)\. Free space on it, then resume\. The newest checkpoint \(step-000004\.pt\) is kept/);
+    } finally {
+      unmount(disk.root);
+    }
+  });
+
+  test("with room on the disk: how it ended, the log's last lines and where the full log is", async () => {
+    const dir = tempDir("trainer-failure");
+    try {
+      const paths = runPaths(dir, "repo", "run1");
+      fsSync.mkdirSync(paths.runDir, { recursive: true });
+      const err = await trainerFailure(exit({ code: 3, signal: null, stderrTail: "a\nb\nSegmentation fault\n" }), paths);
+      assert.equal(err.message, `The trainer exited with code 3 without finishing:\na\nb\nSegmentation fault\nThe full log is in ${paths.trainerLogPath}.`);
+    } finally {
+      removeDir(dir);
+    }
+  });
 });
