@@ -2,18 +2,17 @@
 //   1. the provider path (completion window + prompt format + EngineClient over IPC + cleanCompletion, no VS Code)
 //      against raw node-llama-cpp in this process generating from the same prompt tokens;
 //   2. the provider path with a LoRA adapter (trained here by the real pipeline) against without;
-//   3. a re-request after typing one character (KV cache reused up to the typed character) against the same
-//      request made cold.
+//   3. a re-request after typing one character against the same request made cold, through the provider's scheduler
+//      (its cache and in-flight reuse) and serving path: typing the suggestion's next character, and typing another
+//      one (the engine's KV cache reused up to the typed character).
 // Run from the repository root after `node esbuild.mjs`: node bench/completion.mjs [options]. Prints figures and
 // ratios; asserts nothing about time.
-import { execFileSync } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { createRequire } from "node:module";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import * as esbuild from "esbuild";
 import { getLlama, LlamaCompletion, LlamaLogLevel } from "node-llama-cpp";
+import { coreFiles, enginePath, generateModel, loadModules, percentile, requireBuiltEngine, trainAdapter } from "./completionSetup.mjs";
 
 const HELP = `node bench/completion.mjs [--model PATH] [--width 512] [--requests 60] [--typing 30] [--max-tokens 48]
   [--seq-len 256] [--steps 2] [--keep]
@@ -48,43 +47,18 @@ const requests = Number(args.requests);
 const typingRequests = Number(args.typing);
 const maxTokens = Number(args["max-tokens"]);
 const seqLen = Number(args["seq-len"]);
+requireBuiltEngine();
 
-const repoRoot = process.cwd();
-const enginePath = join(repoRoot, "dist", "engine.mjs");
-const trainerRoot = join(repoRoot, "trainer");
-const python = process.env.REPOTUNE_PYTHON || "/usr/bin/python3";
-if (!existsSync(enginePath)) {
-  console.error(`${enginePath} is missing: run \`node esbuild.mjs\` from the repository root first.`);
-  process.exit(1);
-}
-
-// The TypeScript modules under measurement, bundled as the tests are (esbuild.mjs builds no bench entries).
-const libPath = join(repoRoot, "out", "bench", "completion-lib.cjs");
-await esbuild.build({
-  stdin: {
-    contents: [
-      `export { EngineClient } from "./src/core/engineClient";`,
-      `export { promptFormatFor } from "./src/core/promptFormat";`,
-      `export { completionWindow, DensityCache } from "./src/core/completionWindow";`,
-      `export { cleanCompletion, completionMode } from "./src/core/completionText";`,
-      `export { tune } from "./src/core/tune";`,
-    ].join("\n"),
-    resolveDir: repoRoot,
-    loader: "ts",
-    sourcefile: "bench-completion-lib.ts",
-  },
-  bundle: true,
-  platform: "node",
-  target: "node20",
-  format: "cjs",
-  external: ["vscode", "node-llama-cpp"],
-  // As esbuild.mjs: Linguist's data files load as text, secretlint's profiler is the no-op.
-  loader: { ".yml": "text", ".rb": "text" },
-  alias: { "@secretlint/profiler": "./src/core/dataset/secretlintProfiler.ts" },
-  outfile: libPath,
-  logLevel: "warning",
-});
-const { EngineClient, promptFormatFor, completionWindow, DensityCache, cleanCompletion, completionMode, tune } = createRequire(import.meta.url)(libPath);
+const { EngineClient, promptFormatFor, completionWindow, DensityCache, cleanCompletion, completionMode, completeAtCursor, CompletionScheduler, tune } =
+  await loadModules("completion", [
+    `export { EngineClient } from "./src/core/engineClient";`,
+    `export { promptFormatFor } from "./src/core/promptFormat";`,
+    `export { completionWindow, DensityCache } from "./src/core/completionWindow";`,
+    `export { cleanCompletion, completionMode } from "./src/core/completionText";`,
+    `export { completeAtCursor } from "./src/core/eval/serving";`,
+    `export { CompletionScheduler } from "./src/core/completionScheduler";`,
+    `export { tune } from "./src/core/tune";`,
+  ]);
 
 const work = mkdtempSync(join(tmpdir(), "repotune-bench-completion-"));
 const engines = [];
@@ -100,18 +74,11 @@ try {
 
 async function main() {
   const started = Date.now();
-  const modelPath = args.model ? resolve(args.model) : generateModel();
+  const modelPath = args.model ? resolve(args.model) : generateModel(work, args.width);
 
-  // Code to complete: this repository's own TypeScript core. The adapter trains on three of those files for a few
-  // steps: it has the real shape (rank 16 on every matrix), and what it learns does not matter to latency.
-  const core = join(repoRoot, "src", "core");
-  const files = readdirSync(core)
-    .filter((f) => f.endsWith(".ts"))
-    .sort()
-    .map((f) => ({ path: f, text: readFileSync(join(core, f), "utf8") }));
-  const corpus = join(work, "corpus");
-  for (const f of files.slice(0, 3)) cpSync(join(core, f.path), join(corpus, f.path));
-  const adapterPath = await trainAdapter(modelPath, corpus);
+  // Code to complete: this repository's own TypeScript core; the adapter trains on three of those files.
+  const files = coreFiles();
+  const adapterPath = await trainAdapter(tune, { modelPath, files: files.slice(0, 3), dir: work, steps: Number(args.steps), seqLen });
 
   const log = (line) => {
     if (/error|warn|failed/i.test(line)) console.error(`  ${line}`);
@@ -197,7 +164,7 @@ async function main() {
 
   // Typing: the line after the cursor is being written, and one more character is typed. Measured for the whole
   // completion and for the prompt alone (1 token: the time to the first token, where reuse saves its time).
-  const typing = { warm: [], cold: [], warm1: [], cold1: [], warmEval: [], coldEval: [], differ: 0 };
+  const typing = { warm: [], cold: [], warm1: [], cold1: [], warmEval: [], coldEval: [], differ: 0, tokens: [] };
   const typed = pickPositions(files, typingRequests, 7);
   for (const [i, p] of typed.entries()) {
     const lineEnd = p.doc.text.indexOf("\n", p.offset);
@@ -218,6 +185,7 @@ async function main() {
         continue;
       }
       if (warm.result.text !== cold.result.text) typing.differ++;
+      typing.tokens.push(cold.result.tokens);
       typing.warm.push(warm.ms);
       typing.cold.push(cold.ms);
       typing.warmEval.push(warm.result.evaluatedTokens / warm.result.promptTokens);
@@ -236,34 +204,96 @@ async function main() {
   row("after typing, 1 token", typing.warm1);
   row("cold, 1 token", typing.cold1);
   ratio("typing/cold, prompt only (first token)", typing.warm1, typing.cold1, "< 0.5");
+  const perToken = (median(typing.cold) - median(typing.cold1)) / Math.max(1, median(typing.tokens) - 1);
+  console.log(
+    `  where the time goes (medians): cold, ${median(typing.cold1).toFixed(1)} ms to the first token and ${perToken.toFixed(2)} ms for each of ` +
+      `the ${median(typing.tokens)} tokens after it; after typing, ${median(typing.warm1).toFixed(1)} ms to the first token and the same ` +
+      `generation: reuse saves prompt evaluation only, so the whole completion's ratio can reach 0.5 only where the prompt ` +
+      `costs more than the tokens generated`,
+  );
+
+  await typingThroughScheduler(base, format, files, densityOf(base), provider);
   console.log(`\ntotal ${((Date.now() - started) / 1000).toFixed(0)} s`);
 }
 
-function generateModel() {
-  const out = join(work, `qwen2-${args.width}-q8_0.gguf`);
-  const env = { ...process.env, PYTHONPATH: trainerRoot };
-  execFileSync(python, ["-m", "repotune_trainer", "tiny-model", "--arch", "qwen2", "--width", args.width, "--dtype", "q8_0", "--out", out], { env, stdio: ["ignore", "ignore", "inherit"] });
-  return out;
-}
-
-async function trainAdapter(modelPath, folder) {
-  const t0 = Date.now();
-  const result = await tune({
-    folder,
-    modelPath,
-    python,
-    trainerRoot,
-    enginePath,
-    runsRoot: join(work, "runs"),
-    settings: { steps: Number(args.steps), seqLen, batch: 4, rank: 16 },
-    onEvent: () => undefined,
-  });
-  if (result.status !== "done" || result.adapterPath === null) throw new Error(`Training the adapter failed: ${result.error ?? result.status}`);
+/**
+ * Typing as the inline completion provider serves it: its scheduler (debounce 0 here, the same for both sides; the
+ * cache of answers and of completions in flight) over the serving path (completeAtCursor). At each position the user
+ * has seen the suggestion for the place before and types one character: the suggestion's next one (it reads on), or
+ * the file's own next character where that differs (the suggestion was wrong). Against the same request cold: a
+ * scheduler without answers, and the engine's KV cache last used for another file.
+ */
+async function typingThroughScheduler(engine, format, files, density, provider) {
+  const along = { warm: [], cold: [], fromCache: 0, sameAsCold: 0 };
+  const other = { warm: [], cold: [], fromCache: 0 };
+  const positions = pickPositions(files, typingRequests, 11);
+  let noSuggestion = 0;
+  const serve = async (scheduler, doc, offset) => {
+    const generate = async (signal) =>
+      (await completeAtCursor(engine, format, {
+        text: doc.text, offset, filePath: doc.path, repoName: "repotune", windowTokens: seqLen, charsPerToken: null, maxTokens, adapterPath: null,
+      }, { signal, density, supersede: true })).text;
+    const trace = { outcome: "" };
+    const key = { scope: "bench", prefix: doc.text.slice(0, offset), suffix: doc.text.slice(offset) };
+    const t0 = performance.now();
+    const text = await scheduler.request(key, generate, undefined, false, trace);
+    return { ms: performance.now() - t0, text: text ?? "", cached: trace.outcome === "from the cache" };
+  };
+  const newScheduler = () => new CompletionScheduler({ debounceMs: () => 0 });
+  for (const [i, p] of positions.entries()) {
+    const lineEnd = p.doc.text.indexOf("\n", p.offset);
+    const end = lineEnd < 0 ? p.doc.text.length : lineEnd;
+    const before = { path: p.doc.path, text: p.doc.text.slice(0, p.offset) + p.doc.text.slice(end) };
+    const typedDoc = (c) => ({ path: p.doc.path, text: before.text.slice(0, p.offset) + c + before.text.slice(p.offset) });
+    const elsewhere = files[(files.indexOf(p.doc) + 1) % files.length];
+    const cold = async (doc) => {
+      await provider(engine, null, elsewhere, Math.floor(elsewhere.text.length / 2));
+      return serve(newScheduler(), doc, p.offset + 1);
+    };
+    const shown = (await serve(newScheduler(), before, p.offset)).text;
+    const fileChar = p.doc.text[p.offset];
+    const cases = [];
+    if (shown.length >= 2) cases.push({ doc: typedDoc(shown[0]), into: along });
+    else noSuggestion++;
+    if (fileChar !== shown[0]) cases.push({ doc: typedDoc(fileChar), into: other });
+    // Alternating which side goes first; warm: the suggestion at `before` was the last thing the engine generated.
+    for (const side of i % 2 === 0 ? ["cold", "warm"] : ["warm", "cold"]) {
+      for (const c of cases) {
+        if (side === "cold") {
+          const r = await cold(c.doc);
+          c.into.cold.push(r.ms);
+          c.coldText = r.text;
+          continue;
+        }
+        const scheduler = newScheduler();
+        await serve(scheduler, before, p.offset);
+        const r = await serve(scheduler, c.doc, p.offset + 1);
+        c.into.warm.push(r.ms);
+        if (r.cached) c.into.fromCache++;
+        c.warmText = r.text;
+      }
+    }
+    for (const c of cases) if (c.into === along && c.warmText === c.coldText) along.sameAsCold++;
+  }
   console.log(
-    `adapter: ${args.steps} steps in ${((Date.now() - t0) / 1000).toFixed(0)} s, validation loss ${result.valLossBase?.toFixed(3)} -> ` +
-      `${result.valLoss?.toFixed(3)}`,
+    `\nthe same through the provider's scheduler (debounce 0 on both sides) and completeAtCursor, ${positions.length} positions ` +
+      `(${noSuggestion} without a suggestion of 2 or more characters):`,
   );
-  return result.adapterPath;
+  console.log(
+    `  typing the suggestion's next character (${along.warm.length} positions; answered from the scheduler's cache ${along.fromCache}/${along.warm.length}, ` +
+      `the rest of the suggestion equals the cold completion in ${along.sameAsCold}/${along.warm.length}):`,
+  );
+  if (along.warm.length > 0) {
+    row("after typing", along.warm);
+    row("cold", along.cold);
+    ratio("typing/cold, whole completion", along.warm, along.cold, "< 0.5");
+  }
+  console.log(`  typing another character (${other.warm.length} positions; answered from the cache ${other.fromCache}/${other.warm.length}):`);
+  if (other.warm.length > 0) {
+    row("after typing", other.warm);
+    row("cold", other.cold);
+    ratio("typing/cold, whole completion", other.warm, other.cold, "< 0.5");
+  }
 }
 
 // node-llama-cpp in this process, set up as the engine sets up its context (src/engine/engine.ts).
@@ -312,11 +342,6 @@ function pickPositions(files, count, salt = 0) {
   });
   for (let i = 0; i < count; i++) out.push(lines[Math.floor(((i + 0.5 + salt / 13) * lines.length) / count) % lines.length]);
   return out;
-}
-
-function percentile(values, p) {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
 }
 
 function median(values) {

@@ -1,28 +1,20 @@
 // Inline completions from the base model plus the workspace's active adapter, through the engine process. When to
-// generate and which answer each request gets is core/completionScheduler.ts; this builds the prompt and asks the
-// engine.
+// generate and which answer each request gets is core/completionScheduler.ts; the prompt and the generation are
+// core/completionGenerator.ts; this adds what VS Code knows (settings, workspace folders, the adapter in use).
 import * as vscode from "vscode";
 import * as path from "node:path";
 import type { Ctx } from "../ctx";
-import { promptFormatFor } from "../core/promptFormat";
 import { messageOf } from "../core/errors";
-import { DensityCache } from "../core/completionWindow";
-import { completeAtCursor } from "../core/eval/serving";
 import type { CompletionKey } from "../core/completionCache";
 import { CompletionScheduler, type Trace } from "../core/completionScheduler";
-import { adapterInfo } from "../core/runStore";
+import { CompletionGenerator } from "../core/completionGenerator";
 import { EngineError } from "../core/engineClient";
 import { repoName } from "../core/repoName";
 import { datasetPathOf, datasetRoots } from "../core/dataset/roots";
 
-/** Context a completion prompt carries when the adapter's own training length is unknown (the base model alone). */
-const DEFAULT_WINDOW_TOKENS = 1024;
-
 export class CompletionProvider implements vscode.InlineCompletionItemProvider, vscode.Disposable {
   private readonly scheduler: CompletionScheduler;
-  private readonly density = new DensityCache();
-  private readonly shapes = new Map<string, Promise<{ windowTokens: number; charsPerToken: number | null }>>();
-  private densityModel = "";
+  private readonly generator = new CompletionGenerator();
   private readonly subs: vscode.Disposable[];
 
   constructor(private readonly ctx: Ctx) {
@@ -87,23 +79,13 @@ export class CompletionProvider implements vscode.InlineCompletionItemProvider, 
       const inWorkspace = !doc.isUntitled && folders.length ? datasetPathOf(datasetRoots(folders), doc.uri.fsPath) : null;
       const folder = inWorkspace?.root.folder ?? null;
       const filePath = inWorkspace?.path ?? path.basename(doc.uri.fsPath);
-      const { client, info } = await this.ctx.engine.ready(modelPath);
-      if (this.densityModel !== info.path) {
-        this.density.clear();
-        this.densityModel = info.path;
-      }
-      const format = promptFormatFor(info);
-      const repo = folder ? await repoName(folder) : "";
-      const text = key.prefix + key.suffix;
-      const shape = await this.promptShapeFor(adapterPath);
-      // The serving path, shared with the held-out evaluation. supersede: whatever else this window still generates
-      // is for text the user has typed past.
-      const result = await completeAtCursor(client, format, {
-        text, offset: key.prefix.length, filePath, repoName: folder ? repo : undefined,
-        windowTokens: shape.windowTokens, charsPerToken: shape.charsPerToken, maxTokens: this.ctx.config.maxTokens, adapterPath,
-      }, { signal, density: this.density, supersede: true });
-      trace.outcome = result.text ? "generated" : "generated nothing usable";
-      return result.text;
+      const engine = await this.ctx.engine.ready(modelPath);
+      const text = await this.generator.generate(engine, {
+        text: key.prefix + key.suffix, offset: key.prefix.length, filePath, repoName: folder ? await repoName(folder) : undefined,
+        adapterPath, maxTokens: this.ctx.config.maxTokens,
+      }, signal);
+      trace.outcome = text ? "generated" : "generated nothing usable";
+      return text;
     } catch (err) {
       // No model configured, engine down or restarting, cancelled: the status bar and the Run view say why.
       // Cancelled and unavailable (paused for training, restarting) are normal while typing: not worth a log line.
@@ -112,22 +94,6 @@ export class CompletionProvider implements vscode.InlineCompletionItemProvider, 
       if (!signal.aborted && !quiet) this.ctx.log.warn(`completion: ${messageOf(err)}`);
       return undefined;
     }
-  }
-
-  /**
-   * Prompts cut as the adapter's training examples were: its sequence length and its dataset's characters per token.
-   * For the base model alone (or an adapter without a RepoTune manifest), a default length and a measured density.
-   */
-  private promptShapeFor(adapterPath: string | null): Promise<{ windowTokens: number; charsPerToken: number | null }> {
-    const key = adapterPath ?? "";
-    let hit = this.shapes.get(key);
-    if (!hit) {
-      hit = adapterPath === null
-        ? Promise.resolve({ windowTokens: DEFAULT_WINDOW_TOKENS, charsPerToken: null })
-        : adapterInfo(adapterPath).then((a) => ({ windowTokens: a?.seqLen ?? DEFAULT_WINDOW_TOKENS, charsPerToken: a?.charsPerToken ?? null }));
-      this.shapes.set(key, hit);
-    }
-    return hit;
   }
 
   dispose(): void {

@@ -52,7 +52,8 @@ export class CompletionCache<H = unknown> {
     if (exactOnly) return undefined;
     for (const e of [...this.done.values()].reverse()) {
       const typed = typedSince(e, key);
-      if (typed !== null && e.text.startsWith(typed)) return e.text.slice(typed.length);
+      const left = typed === null ? undefined : rest(e.text, typed);
+      if (left !== undefined) return left;
     }
     return undefined;
   }
@@ -84,7 +85,7 @@ export class CompletionCache<H = unknown> {
       const typed = typedSince(e, key);
       if (typed === null || (exactOnly && typed !== "") || (e.handle !== undefined && !usable(e.handle))) continue;
       return {
-        text: e.result.then((text) => (text !== undefined && text.startsWith(typed) ? text.slice(typed.length) : undefined)),
+        text: e.result.then((text) => (text === undefined ? undefined : rest(text, typed))),
         handle: e.handle,
       };
     }
@@ -94,6 +95,15 @@ export class CompletionCache<H = unknown> {
   clear(): void {
     this.done.clear();
   }
+}
+
+/**
+ * What is left of a completion after `typed`, or undefined when it does not start with it. A completion typed to its
+ * end has nothing left: the cursor is at a new place, where the model is asked again.
+ */
+function rest(text: string, typed: string): string | undefined {
+  if (typed === "") return text;
+  return text.length > typed.length && text.startsWith(typed) ? text.slice(typed.length) : undefined;
 }
 
 function entryOf(key: CompletionKey): Entry {

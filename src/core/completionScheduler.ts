@@ -61,6 +61,10 @@ export class CompletionScheduler {
       trace.outcome = "from the cache";
       return cached || undefined;
     }
+    // The debounce starts now and runs while a joined completion is awaited: when that one cannot serve this request,
+    // the time spent waiting for it counts towards the debounce instead of coming before it.
+    const ticket = ++this.latest;
+    const debounced = new Promise((r) => setTimeout(r, this.opts.debounceMs()));
     // A request in flight that this one extends by typing (or asks again for exactly): its answer if it starts with
     // what was typed since; else (it did not, or it was stopped) this request asks for itself.
     const joined = this.cache.joinPending(key, fresh, (g) => !g.abort.signal.aborted);
@@ -78,8 +82,7 @@ export class CompletionScheduler {
       }
     }
 
-    const ticket = ++this.latest;
-    await new Promise((r) => setTimeout(r, this.opts.debounceMs()));
+    await debounced;
     if (token?.isCancellationRequested || ticket !== this.latest) {
       trace.outcome = ticket !== this.latest ? "a newer request came during the debounce" : "cancelled during the debounce";
       return undefined;

@@ -18,7 +18,7 @@ import {
   type LlamaModel,
   type Token,
 } from "node-llama-cpp";
-import type { CompleteResult, CompletionRecord, EngineStatus, ModelInfo, Segment } from "../protocol/engine";
+import type { CompleteResult, CompletionRecord, EngineStats, EngineStatus, ModelInfo, Segment } from "../protocol/engine";
 import { cudaNote, useInstalledBinaries } from "../core/binaries";
 import { EngineFailure } from "./errors";
 
@@ -60,6 +60,10 @@ export class Engine {
   private queue: Promise<unknown> = Promise.resolve();
   private loading: Promise<unknown> | null = null;
   private readonly records: CompletionRecord[] = [];
+  // Counted from node-llama-cpp's dispose events, so that a context the engine lost track of still counts as live.
+  private readonly live = { contexts: 0, sequences: 0, contextsCreated: 0 };
+  private readonly outcomes = { done: 0, cancelled: 0, failed: 0 };
+  private readonly adaptersApplied = new Set<string>();
 
   constructor(private readonly log: (line: string) => void) {}
 
@@ -96,6 +100,16 @@ export class Engine {
    * evaluated here first, in chunks, so that a cancellation also stops it between chunks).
    */
   complete(params: CompleteParams, signal: AbortSignal, requestId = 0): Promise<CompleteResult> {
+    const run = this.completeNow(params, signal, requestId);
+    // Counted here, so that a request cancelled while it waited its turn counts too.
+    run.then(
+      () => this.outcomes.done++,
+      () => this.outcomes[signal.aborted ? "cancelled" : "failed"]++,
+    );
+    return run;
+  }
+
+  private completeNow(params: CompleteParams, signal: AbortSignal, requestId: number): Promise<CompleteResult> {
     return this.exclusive(async () => {
       throwIfCancelled(signal);
       const model = await this.model();
@@ -196,6 +210,11 @@ export class Engine {
   /** Answers at once, even while a completion runs: nothing here waits for the queue. */
   status(): EngineStatus {
     return { model: this.loaded?.info ?? null, completions: [...this.records] };
+  }
+
+  /** Answers at once, like status(); the process's memory is added by main.ts. */
+  stats(): Omit<EngineStats, "inFlight" | "rssBytes" | "heapUsedBytes"> {
+    return { ...this.live, adapters: this.adaptersApplied.size, completions: { ...this.outcomes } };
   }
 
   async dispose(): Promise<void> {
@@ -302,7 +321,13 @@ export class Engine {
         ...(llama.gpu === false ? { threads: Math.max(1, llama.cpuMathCores - 1) } : {}),
         ...(wanted !== null ? { lora: { adapters: [{ filePath: wanted }] } } : {}),
       });
+      this.live.contexts++;
+      this.live.contextsCreated++;
+      context.onDispose.createListener(() => this.live.contexts--);
       const sequence = context.getSequence();
+      this.live.sequences++;
+      sequence.onDispose.createListener(() => this.live.sequences--);
+      if (wanted !== null) this.adaptersApplied.add(wanted);
       const completion = new LlamaCompletion({ contextSequence: sequence });
       this.active = { adapterPath: wanted, context, sequence, completion };
       return this.active;
@@ -382,6 +407,7 @@ export class Engine {
     await this.disposeContext();
     const loaded = this.loaded;
     this.loaded = null;
+    this.adaptersApplied.clear();
     await loaded?.model.dispose();
   }
 

@@ -76,6 +76,10 @@ async function dispatch(request: EngineRequest): Promise<unknown> {
       return { released: await engine.release() };
     case "status":
       return engine.status();
+    case "stats": {
+      const memory = process.memoryUsage();
+      return { ...engine.stats(), inFlight: completions.size, rssBytes: memory.rss, heapUsedBytes: memory.heapUsed };
+    }
     case "dispose":
       cancelAll("The engine is shutting down.");
       await engine.dispose();

@@ -49,6 +49,8 @@ export const EngineRequest = z.discriminatedUnion("method", [
   // Frees the model and its contexts (GPU memory included) and keeps the process: a later load brings them back.
   z.object({ id: z.number().int(), method: z.literal("release"), params: z.object({}).default({}) }),
   z.object({ id: z.number().int(), method: z.literal("status"), params: z.object({}).default({}) }),
+  // Counts and memory of the engine, for soak tests and diagnostics: answered at once, even while a completion runs.
+  z.object({ id: z.number().int(), method: z.literal("stats"), params: z.object({}).default({}) }),
   z.object({ id: z.number().int(), method: z.literal("dispose"), params: z.object({}).default({}) }),
 ]);
 export type EngineRequest = z.infer<typeof EngineRequest>;
@@ -90,6 +92,26 @@ export const EngineStatus = z.object({
 });
 export type EngineStatus = z.infer<typeof EngineStatus>;
 
+/** What the engine holds now; a leak shows as a count or a memory figure that keeps growing under a steady load. */
+export const EngineStats = z.object({
+  /** llama.cpp contexts created and not yet disposed (node-llama-cpp's own dispose events, not the engine's references). */
+  contexts: z.number().int(),
+  /** Context sequences created and not yet disposed. */
+  sequences: z.number().int(),
+  /** Contexts created since the engine started (one per adapter switch). */
+  contextsCreated: z.number().int(),
+  /** Distinct LoRA adapter files applied since the model was loaded (node-llama-cpp keeps each for the model's lifetime). */
+  adapters: z.number().int(),
+  /** Completions the engine process is running or has queued. */
+  inFlight: z.number().int(),
+  /** Completion requests since the engine started, by outcome. */
+  completions: z.object({ done: z.number().int(), cancelled: z.number().int(), failed: z.number().int() }),
+  /** The engine process's resident memory and V8 heap in use (native llama.cpp memory is in rss only). */
+  rssBytes: z.number().int(),
+  heapUsedBytes: z.number().int(),
+});
+export type EngineStats = z.infer<typeof EngineStats>;
+
 export const EngineResults = {
   load: ModelInfo,
   tokenize: z.object({ tokens: z.array(z.array(z.number().int())) }),
@@ -98,6 +120,7 @@ export const EngineResults = {
   cancel: z.object({ cancelled: z.boolean() }),
   release: z.object({ released: z.boolean() }),
   status: EngineStatus,
+  stats: EngineStats,
   dispose: z.object({}),
 } satisfies Record<EngineMethod, z.ZodTypeAny>;
 

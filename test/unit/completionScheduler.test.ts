@@ -110,6 +110,34 @@ test("a request whose completion in flight does not start with what was typed as
   assert.equal(s.stats.generations, 2);
 });
 
+test("waiting for a completion in flight that cannot serve counts towards the debounce", async () => {
+  const s = new CompletionScheduler({ debounceMs: () => 300 });
+  const first = s.request(key("let v = "), slow("42;", 600));
+  await sleep(320); // past the first request's debounce: generating
+  let finishedAt = 0;
+  void first.then(() => (finishedAt = performance.now()));
+  let startedAt = 0;
+  const generate: Generate = async () => {
+    startedAt = performance.now();
+    return "9;";
+  };
+  const trace: Trace = { outcome: "" };
+  assert.equal(await s.request(key("let v = 9"), generate, undefined, false, trace), "9;");
+  assert.equal(trace.outcome, "generated");
+  // It waited about 580 ms for the first completion, longer than its own 300 ms debounce: it generates at once.
+  assert.ok(startedAt - finishedAt < 150, `generated ${(startedAt - finishedAt).toFixed(0)} ms after the joined completion ended`);
+});
+
+test("a completion typed to its end: the next request asks the model at the new place", async () => {
+  const s = scheduler();
+  assert.equal(await s.request(key("let v = "), slow("42;", 20)), "42;");
+  assert.equal(await s.request(key("let v = 4"), slow("unused", 20)), "2;", "typing along: from the cache");
+  const trace: Trace = { outcome: "" };
+  assert.equal(await s.request(key("let v = 42;"), slow("\nlet w = 1;", 20), undefined, false, trace), "\nlet w = 1;");
+  assert.equal(trace.outcome, "generated");
+  assert.equal(s.stats.generations, 2);
+});
+
 test("a stopped generation is not joined: the next request at that place generates again", async () => {
   const s = scheduler();
   const log: string[] = [];

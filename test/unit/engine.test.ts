@@ -4,34 +4,18 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, fork } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EngineClient, EngineError } from "../../src/core/engineClient";
 import { promptFormatFor, trainingExample, type PromptFormat } from "../../src/core/promptFormat";
 import type { CompletionRecord, ModelInfo, Segment } from "../../src/protocol/engine";
+import { writeRandomAdapter } from "./support/randomAdapter";
 
 const repoRoot = process.cwd();
 const enginePath = join(repoRoot, "dist", "engine.mjs");
 const python = process.env.REPOTUNE_PYTHON || "/usr/bin/python3";
 const trainerRoot = join(repoRoot, "trainer");
-
-// A LoRA adapter with random A/B for some of the tiny model's matrices, written by the trainer's own adapter writer.
-// "transposed" stores A the wrong way round, which llama.cpp refuses.
-const ADAPTER_SCRIPT = `
-import sys, torch
-from repotune_trainer.adapter import write_adapter
-out, arch, mode = sys.argv[1], sys.argv[2], sys.argv[3]
-g = torch.Generator().manual_seed(0)
-rank, state = 4, {}
-for i in range(2):
-    for name, n_out, n_in in [("attn_q", 64, 64), ("attn_v", 32, 64), ("ffn_up", 192, 64)]:
-        a = torch.randn(rank, n_in, generator=g)
-        b = torch.randn(n_out, rank, generator=g)
-        state[f"blk.{i}.{name}.weight.lora_a"] = a.t().contiguous() if mode == "transposed" else a
-        state[f"blk.{i}.{name}.weight.lora_b"] = b
-write_adapter(out, arch, 8.0, state)
-`;
 
 function runPython(args: string[]): string {
   return execFileSync(python, args, { env: { ...process.env, PYTHONPATH: trainerRoot }, encoding: "utf8" });
@@ -67,9 +51,9 @@ before(() => {
   adapterPath = join(dir, "adapter.gguf");
   transposedAdapterPath = join(dir, "adapter-transposed.gguf");
   qwenAdapterPath = join(dir, "adapter-qwen2.gguf");
-  runPython(["-c", ADAPTER_SCRIPT, adapterPath, "llama", "ok"]);
-  runPython(["-c", ADAPTER_SCRIPT, transposedAdapterPath, "llama", "transposed"]);
-  runPython(["-c", ADAPTER_SCRIPT, qwenAdapterPath, "qwen2", "ok"]);
+  writeRandomAdapter(adapterPath, "llama");
+  writeRandomAdapter(transposedAdapterPath, "llama", "transposed");
+  writeRandomAdapter(qwenAdapterPath, "qwen2");
   notGgufPath = join(dir, "notes.gguf");
   writeFileSync(notGgufPath, "these are not model weights\n");
 });
@@ -371,6 +355,46 @@ describe("engine lifecycle", () => {
     }
   });
 
+  test("stats: adapter switches keep one live context and sequence, cancels are counted, release frees them all", async () => {
+    const engine = await startEngine();
+    try {
+      const empty = await engine.stats();
+      assert.deepEqual(
+        { ...empty, rssBytes: 0, heapUsedBytes: 0 },
+        { contexts: 0, sequences: 0, contextsCreated: 0, adapters: 0, inFlight: 0, completions: { done: 0, cancelled: 0, failed: 0 }, rssBytes: 0, heapUsedBytes: 0 },
+      );
+      assert.ok(empty.rssBytes > empty.heapUsedBytes && empty.heapUsedBytes > 0, "the engine reports its own memory");
+      await engine.load(modelPath, "off");
+      const prompt = await longPrompt(engine);
+      for (const adapter of [null, adapterPath, null, adapterPath]) await engine.complete({ prompt, adapterPath: adapter, maxTokens: 4 });
+      const switched = await engine.stats();
+      assert.deepEqual([switched.contexts, switched.sequences, switched.adapters], [1, 1, 1], "old contexts are disposed on each switch");
+      // The longPrompt probes made the base model's context: then three switches, one new context each.
+      assert.equal(switched.contextsCreated, 4);
+      const controller = new AbortController();
+      const pending = engine.complete({ prompt, adapterPath: null, maxTokens: 3000 }, controller.signal);
+      const running = await engine.stats();
+      assert.equal(running.inFlight, 1, "stats are answered while a completion runs");
+      controller.abort();
+      await assert.rejects(pending, isEngineError("cancelled"));
+      let after = await engine.stats();
+      // The client hears of the cancel at once; the engine ends the generation within a token after it.
+      for (let i = 0; i < 100 && after.inFlight > 0; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        after = await engine.stats();
+      }
+      assert.equal(after.inFlight, 0);
+      assert.equal(after.completions.cancelled, 1);
+      assert.equal(after.completions.done, switched.completions.done);
+      assert.ok(after.completions.done >= 5);
+      await engine.release();
+      const released = await engine.stats();
+      assert.deepEqual([released.contexts, released.sequences, released.adapters], [0, 0, 0]);
+    } finally {
+      await engine.dispose();
+    }
+  });
+
   test("malformed IPC messages get bad_request and the engine stays alive", async () => {
     const child = fork(enginePath, [], { serialization: "json", execArgv: [], stdio: ["ignore", "ignore", "pipe", "ipc"] });
     const replies: unknown[] = [];
@@ -424,6 +448,16 @@ describe("engine lifecycle", () => {
     assert.equal(engine.alive, false);
     await assert.rejects(engine.tokenize([]), isEngineError("internal", /not running/));
     await engine.dispose();
+  });
+
+  test("the engine runs with one malloc arena (its memory stays flat across adapter switches)", { skip: process.platform !== "linux" }, async () => {
+    const engine = await startEngine();
+    try {
+      const environ = readFileSync(`/proc/${engine.pid}/environ`, "utf8").split("\0");
+      assert.ok(environ.includes(`MALLOC_ARENA_MAX=${process.env.MALLOC_ARENA_MAX ?? "1"}`), "glibc reads it when the process starts");
+    } finally {
+      await engine.dispose();
+    }
   });
 
   test("dispose ends the engine process cleanly", async () => {

@@ -47,8 +47,10 @@ export async function completeAtCursor(
   const { prefix, suffix } = await completionWindow(engine, req.text, req.offset, req.windowTokens, req.filePath, req.repoName ?? "", density);
   const mode = completionMode(prefix, suffix);
   const prompt = format.fim({ prefix, suffix, filePath: req.filePath, repoName: req.repoName });
+  // A single-line completion ends at its first line end (cleanCompletion cuts it there): generating past it only costs time.
+  const stop = mode === "line" ? [...format.stopStrings, "\n"] : format.stopStrings;
   const result = await engine.complete(
-    { prompt, adapterPath: req.adapterPath, maxTokens: req.maxTokens, stop: format.stopStrings, ...(opts.supersede ? { supersede: true } : {}) },
+    { prompt, adapterPath: req.adapterPath, maxTokens: req.maxTokens, stop, ...(opts.supersede ? { supersede: true } : {}) },
     opts.signal,
   );
   return { text: cleanCompletion(result.text, { prefix, suffix, singleLine: mode === "line" }), mode, raw: result.text, tokens: result.tokens };
