@@ -1,7 +1,7 @@
 // Dataset build throughput on a generated repository: files/s and MB/s of file selection and of the whole dataset
-// build (tokenization excluded, then included), side by side with a plain read of the same files, each phase's peak
-// memory, and the build's time by step. Prints figures; asserts nothing. Run from the repository root after
-// `node esbuild.mjs`: node bench/dataset.mjs [options]
+// build (tokenization excluded, then included), side by side with a plain read of the same files, each phase's CPU
+// time (its main thread's apart) and peak memory, and the build's time by step. Prints figures; asserts nothing.
+// Run from the repository root after `node esbuild.mjs`: node bench/dataset.mjs [options]
 import { execFileSync, fork } from "node:child_process";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -142,6 +142,8 @@ function child(phase, work) {
 async function runPhase(phase, setup) {
   const lib = createRequire(import.meta.url)(libPath);
   const { repo } = setup;
+  const cpu0 = process.cpuUsage();
+  const main0 = mainThreadCpuSeconds();
   let result;
   if (phase === "plain") {
     const t0 = performance.now();
@@ -156,7 +158,24 @@ async function runPhase(phase, setup) {
     result = await buildPhase(lib, setup, phase === "engine");
   }
   result.maxRssBytes = process.resourceUsage().maxRSS * 1024;
+  // CPU time, as well as seconds: on a machine shared with other jobs the seconds follow the load, the CPU time
+  // much less. The process's counts all of its threads (workers, libuv's pool writing files); the main thread's is
+  // what cannot run in parallel. The phase's setup (the engine's start and load) is in both.
+  const cpu = process.cpuUsage(cpu0);
+  result.cpuSeconds = (cpu.user + cpu.system) / 1e6;
+  const main1 = mainThreadCpuSeconds();
+  result.mainCpuSeconds = main0 !== null && main1 !== null ? main1 - main0 : null;
   process.send(result, () => process.disconnect());
+}
+
+/** CPU seconds of this process's main thread so far (Linux /proc), or null where it cannot be read. */
+function mainThreadCpuSeconds() {
+  try {
+    const fields = readFileSync(`/proc/self/task/${process.pid}/stat`, "utf8").split(") ")[1].split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return null;
+  }
 }
 
 /** `git ls-files` and every file read (16 reads in flight, decoded as UTF-8): the least any build of the folder does. */
@@ -279,7 +298,7 @@ function report(r, planted) {
   const plainSeconds = plainRuns.length ? plainRuns.reduce((a, p) => a + p.seconds, 0) / plainRuns.length : null;
   console.log("");
   console.log(`Repository: ${files?.toLocaleString("en") ?? "?"} files, ${bytes ? mb(bytes) : "?"} MB. Machine: ${availableParallelism()} cores, load average ${loadavg().map((l) => l.toFixed(2)).join(" ")}.`);
-  const rows = [["phase", "seconds", "files/s", "MB/s", "x plain read", "peak RSS"]];
+  const rows = [["phase", "seconds", "files/s", "MB/s", "x plain read", "CPU s (main thread)", "peak RSS"]];
   const row = (name, res) => {
     if (!res) return;
     rows.push([
@@ -288,6 +307,7 @@ function report(r, planted) {
       files ? Math.round(files / res.seconds).toLocaleString("en") : "?",
       bytes ? (bytes / 1e6 / res.seconds).toFixed(1) : "?",
       plainSeconds ? (plainSeconds / res.seconds).toFixed(2) : "-",
+      res.cpuSeconds === undefined ? "-" : `${res.cpuSeconds.toFixed(1)} (${res.mainCpuSeconds?.toFixed(1) ?? "?"})`,
       `${mb(res.maxRssBytes)} MB` + (res.engineRssBytes ? ` (+ engine ${mb(res.engineRssBytes)} MB)` : ""),
     ]);
   };

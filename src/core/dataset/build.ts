@@ -7,6 +7,7 @@
 // written; what stays is its tokens, 4 bytes each, in memory up to a limit and then in a temporary file, until they
 // are packed and written a block of sequences at a time.
 import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
 import * as path from "node:path";
 import type { ModelInfo, Segment } from "../../protocol/engine";
 import type { DatasetSummary } from "../../protocol/run";
@@ -15,13 +16,14 @@ import { UserError } from "../errors";
 import { repoName } from "../repoName";
 import { describeSkipped, formatBytes } from "../format";
 import { DEFAULT_MAX_FILE_BYTES, readSourceFileSync } from "./sourceFile";
-import { selectRecords, type Selection, type SourceRecord } from "./select";
-import { budgetFor, checkMix, DEFAULT_MIX, fimSpans, narrowSpan, WINDOW_FILL, type Budget, type ExampleMix, type FimSpan } from "./fim";
+import { defaultWorkerCount, defaultWorkerScript, selectRecords, type Selection, type SourceRecord } from "./select";
+import { budgetFor, checkMix, DEFAULT_MIX, narrowSpan, WINDOW_FILL, type ExampleMix, type FimSpan } from "./fim";
+import { exampleCount, exampleOf, examplesInOrder, examplesPerFile, promptText, sameFormat, segmentsOf, type ExampleJob, type FileExamples, type MadeExample } from "./examples";
 import { fitExample, packedBlocks, planPacking, TokenStore } from "./pack";
 import { hash32, rng, shuffleInPlace } from "./random";
 import { findDuplicatesOf, shingles } from "./dedupe";
-import { changeTimes, chooseHeldOut, DEFAULT_VAL_FRACTION, holdOutOrder, splitOneFile, type ChangeTimes, type SplitMethod } from "./split";
-import { buildReport, ExampleCounts, exampleLine, recommendedSteps, SMALL_REPO_TOKENS, smallRepoWarning } from "./report";
+import { changeTimes, chooseHeldOut, DEFAULT_VAL_FRACTION, holdOutOrder, type ChangeTimes, type SplitMethod } from "./split";
+import { buildReport, ExampleCounts, exampleLine, exampleLineTail, recommendedSteps, SMALL_REPO_TOKENS, smallRepoWarning } from "./report";
 import { DatasetWriter, type DatasetFiles } from "./write";
 import { datasetRoots, type DatasetRoot } from "./roots";
 import { changedSince, updateSplit, type UpdateOption, type UpdateSplit } from "./updateSplit";
@@ -61,6 +63,15 @@ export interface BuildDatasetOptions {
   log?: (message: string) => void;
   /** An adapter update: train on the files changed since this commit plus a replay sample, hold out changed files. */
   update?: UpdateOption;
+  /**
+   * Worker threads for selecting files; 0 selects them in this thread. Default: one per core (at least 1, at most 8)
+   * for folders of 200 files or more when the worker script exists, else 0.
+   */
+  workers?: number;
+  /** Worker threads for making examples (examples.ts), 0 for none; default as for `workers`. */
+  exampleWorkers?: number;
+  /** The bundled worker; default `selectWorker.js` beside the running bundle (dist/). */
+  workerScript?: string;
 }
 
 export interface BuiltDataset {
@@ -72,20 +83,18 @@ export interface BuiltDataset {
   truncatedExamples: number;
 }
 
-const MAX_EXAMPLES_PER_FILE = 256;
-/** Examples per file cover it about this many times over (each character in about two examples' windows). */
-const COVERAGE = 2;
 /** A small repository gets up to this many times more examples per file (more cursors, not copies). */
 const MAX_SMALL_REPO_SCALE = 8;
 const TOKENIZE_BATCH_CHARS = 512 * 1024;
 const TOKENIZE_BATCH_ITEMS = 512;
 /**
- * Tokens packed and written at a time (128 MB, and 32 MB of flags), and tokens kept in memory before the rest go to
- * a temporary file (128 MB): what bounds the build's memory however large the repository. Each block of sequences
- * reads the file forward once: at 50,000 files (200 million tokens, 262 million places in sequences) nine reads of
- * 0.7 GB, from the page cache.
+ * Tokens packed at a time (64 MB, and 16 MB of flags; two blocks are held, one being written while the next is
+ * packed), and tokens kept in memory before the rest go to a temporary file (128 MB): what bounds the build's memory
+ * however large the repository. Each block of sequences reads the file forward once: at 50,000 files (200 million
+ * tokens, 262 million places in sequences) 17 reads of 0.7 GB from the page cache, about 60 ms each; blocks twice
+ * this size took the same time and 0.2 GB more memory (bench/dataset.mjs).
  */
-const WRITE_BLOCK_TOKENS = 32 << 20;
+const WRITE_BLOCK_TOKENS = 16 << 20;
 const STORE_CHUNK_TOKENS = 1 << 20;
 const STORE_MEMORY_CHUNKS = 32;
 
@@ -98,18 +107,21 @@ interface FileEntry extends SourceRecord {
   repo: string;
 }
 
+/** An example on its way through the tokenizer. */
 interface Example {
   file: FileEntry;
-  /** The file's text, while the example is being tokenized (a narrowed span is cut from it). */
-  text: string;
-  span: FimSpan;
-  budget: Budget;
-  split: "train" | "val";
-  /** A training example of the single held-out file ("one-file"): these come after all others, before shuffling. */
-  ownFile: boolean;
+  made: MadeExample;
+  /** Its line of examples.jsonl up to the tokens, bytes [from, to) of `heads` (examples.ts); null once narrowed. */
+  heads: Uint8Array | null;
+  from: number;
+  to: number;
+  /** A narrowed example's middle, its line then written whole (the others' middle is in `heads`). */
+  middle: string | null;
   truncated: boolean;
-  segments: Segment[];
 }
+
+/** Below this many files, starting worker threads costs more than it saves (as in select.ts). */
+const WORKER_MIN_FILES = 200;
 
 export async function buildDataset(opts: BuildDatasetOptions): Promise<BuiltDataset> {
   const log = opts.log ?? (() => undefined);
@@ -124,6 +136,7 @@ export async function buildDataset(opts: BuildDatasetOptions): Promise<BuiltData
   const maxFileBytes = opts.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
   const selection = await selectRoots(roots, {
     maxFileBytes, exclude: opts.exclude, include: opts.include, excludeGlobs: opts.excludeGlobs, signal: opts.signal,
+    workers: opts.workers, workerScript: opts.workerScript,
   });
   timer.lap("selection");
   const { usable, skipped, listed } = selection;
@@ -179,19 +192,29 @@ export async function buildDataset(opts: BuildDatasetOptions): Promise<BuiltData
   const scale = smallRepoScale(trainFiles, held.method, opts.seqLen, charsPerToken);
   const bos = opts.model.addBos && opts.model.bos !== null ? opts.model.bos : null;
   const writer = await DatasetWriter.open(opts.outDir);
-  const made = new ExampleMaker(opts, bos, writer, path.join(opts.outDir, `.tokens.${process.pid}.${Date.now()}.tmp`));
+  const made = new ExampleMaker(opts, bos, writer, path.join(opts.outDir, `.tokens.${process.pid}.${Date.now()}.tmp`), texts, charsPerToken);
   try {
     // Examples are made file by file in name order, each file's by position, and their lines of examples.jsonl
-    // written as they are tokenized: the file reads top to bottom, and no list of examples is kept.
+    // written as they are tokenized: the file reads top to bottom, and no list of examples is kept. Worker threads
+    // make the files' examples ahead of this loop, which tokenizes, stores and writes them in order.
     let changed = 0;
-    for (const file of byName) {
+    const jobs: ExampleJob[] = byName.map((f) => ({
+      path: f.path, abs: path.join(f.root.folder, f.rel), repo: f.repo, digest: f.fingerprint.digest,
+      split: held.val.has(f.path) ? "val" : "train", oneFile: held.method === "one-file" && f.path === held.order[0],
+    }));
+    const setup = { model: opts.model, seqLen: opts.seqLen, charsPerToken, mix, scale, seed: opts.seed, valFraction, maxFileBytes };
+    const script = opts.workerScript ?? defaultWorkerScript();
+    const workers = sameFormat(opts.format, opts.model) ? (opts.exampleWorkers ?? (byName.length >= WORKER_MIN_FILES && script ? defaultWorkerCount() : 0)) : 0;
+    if (workers > 0 && (!script || !existsSync(script))) throw new Error(`The worker script ${script ?? "selectWorker.js"} is missing; rebuild RepoTune (node esbuild.mjs).`);
+    let k = 0;
+    for await (const examples of examplesInOrder(jobs, setup, opts.format, workers, script)) {
       checkAborted(opts.signal);
-      const text = texts.read(file);
-      if (text === null) {
+      const file = byName[k++];
+      if (examples === null) {
         changed++;
         continue;
       }
-      await made.addFile(fileExamples(file, text, opts, charsPerToken, mix, scale, held, valFraction));
+      await made.addFile(file, examples);
     }
     await made.flush();
     timer.lap("examples and tokenizing");
@@ -260,10 +283,12 @@ export async function buildDataset(opts: BuildDatasetOptions): Promise<BuiltData
     });
     checkAborted(opts.signal);
     const block = Math.max(1, Math.floor(WRITE_BLOCK_TOKENS / opts.seqLen));
+    await made.store.settled();
     await writer.split("train", packedBlocks(made.store, train, noLoss, block));
     await writer.split("val", packedBlocks(made.store, val, noLoss, block));
-    await writer.finish({ meta, files, report });
     timer.lap("writing");
+    await writer.finish({ meta, files, report });
+    timer.lap("flushing to disk");
     log(timer.line());
     return { summary, meta, files, report, truncatedExamples: made.counts.truncated };
   } catch (err) {
@@ -272,7 +297,7 @@ export async function buildDataset(opts: BuildDatasetOptions): Promise<BuiltData
     await writer.abort();
     throw err;
   } finally {
-    made.store.dispose();
+    await made.store.disposeWhenSettled();
   }
 }
 
@@ -345,6 +370,10 @@ class ExampleMaker {
   readonly val: number[] = [];
   private batch: Example[] = [];
   private chars = 0;
+  /** exampleLineTail's bytes by token count and truncation: at most 2 x seqLen of them, each made once. */
+  private readonly tails = new Map<number, Uint8Array>();
+  /** The file last read again to narrow an example (its long examples come together). */
+  private lastText: { path: string; text: string } | null = null;
   private inFlight: Promise<void> = Promise.resolve();
 
   constructor(
@@ -352,14 +381,19 @@ class ExampleMaker {
     private readonly bos: number | null,
     private readonly writer: DatasetWriter,
     spillPath: string,
+    private readonly texts: TextReader,
+    private readonly charsPerToken: number,
   ) {
-    this.store = new TokenStore(opts.seqLen, { path: spillPath, memoryChunks: STORE_MEMORY_CHUNKS }, STORE_CHUNK_TOKENS);
+    this.store = new TokenStore(opts.seqLen, { path: spillPath, memoryChunks: STORE_MEMORY_CHUNKS, background: true }, STORE_CHUNK_TOKENS);
   }
 
-  async addFile(examples: readonly Example[]): Promise<void> {
-    for (const e of examples) {
+  async addFile(file: FileEntry, made: FileExamples): Promise<void> {
+    const heads = made.heads;
+    for (let i = 0, n = exampleCount(made); i < n; i++) {
+      const from = i === 0 ? 0 : made.headEnds[i - 1];
+      const e: Example = { file, made: exampleOf(made, i, file.path, file.repo, this.opts.format), heads, from, to: made.headEnds[i], middle: null, truncated: false };
       this.batch.push(e);
-      this.chars += e.segments.reduce((n, s) => n + s.text.length, 0);
+      for (const s of e.made.segments) this.chars += s.text.length;
       if (this.chars >= TOKENIZE_BATCH_CHARS || this.batch.length >= TOKENIZE_BATCH_ITEMS) await this.send();
     }
   }
@@ -403,15 +437,12 @@ class ExampleMaker {
     // An example that came out longer than seqLen (code denser than the sample) is rebuilt with its budget narrowed
     // by the overshoot, and only if still too long is it cut.
     const long = batch.flatMap((e, i) => (tokens[i].length + this.extra > this.opts.seqLen ? [i] : []));
-    if (long.length > 0) {
-      for (const i of long) {
-        const e = batch[i];
-        e.span = narrowSpan(e.text, e.span, e.budget, (this.opts.seqLen * WINDOW_FILL) / (tokens[i].length + this.extra));
-        e.segments = segmentsOf(e.span, e.file.path, e.file.repo, this.opts.format);
-      }
-      const again = await this.tokenize(long.map((i) => batch[i]));
+    // Read again to narrow: a file that changed since its examples were made is not narrowed, only cut below.
+    const narrowed = long.filter((i) => this.narrow(batch[i], (this.opts.seqLen * WINDOW_FILL) / (tokens[i].length + this.extra)));
+    if (narrowed.length > 0) {
+      const again = await this.tokenize(narrowed.map((i) => batch[i]));
       tokens = [...tokens];
-      long.forEach((i, k) => (tokens[i] = again[k]));
+      narrowed.forEach((i, k) => (tokens[i] = again[k]));
     }
     for (let i = 0; i < batch.length; i++) {
       const e = batch[i];
@@ -421,13 +452,48 @@ class ExampleMaker {
         e.truncated = true;
       }
       const index = this.store.add(t, this.bos ?? undefined);
-      (e.split === "val" ? this.val : e.ownFile ? this.ownTrain : this.train).push(index);
-      this.counts.add({ split: e.split, kind: e.span.kind, openEnd: e.span.openEnd, truncated: e.truncated });
-      await this.writer.exampleLine(exampleLine({
-        split: e.split, file: e.file.path, kind: e.span.kind, openEnd: e.span.openEnd, start: e.span.start,
-        prompt: promptText(e), middle: e.span.middle, tokens: t.length + this.extra, truncated: e.truncated,
-      }));
+      const m = e.made;
+      (m.split === "val" ? this.val : m.ownFile ? this.ownTrain : this.train).push(index);
+      this.counts.add({ split: m.split, kind: m.kind, openEnd: m.openEnd, truncated: e.truncated });
+      if (e.heads !== null) {
+        this.writer.exampleLineParts(e.heads, e.from, e.to, this.tail(t.length + this.extra, e.truncated));
+      } else {
+        this.writer.exampleLine(exampleLine({
+          split: m.split, file: e.file.path, kind: m.kind, openEnd: m.openEnd, start: m.start,
+          prompt: promptText(m), middle: e.middle ?? "", tokens: t.length + this.extra, truncated: e.truncated,
+        }));
+      }
     }
+    await this.writer.drain();
+    await this.store.backlog();
+  }
+
+  private tail(tokens: number, truncated: boolean): Uint8Array {
+    const key = tokens * 2 + (truncated ? 1 : 0);
+    let bytes = this.tails.get(key);
+    if (bytes === undefined) this.tails.set(key, (bytes = Buffer.from(exampleLineTail(tokens, truncated), "utf8")));
+    return bytes;
+  }
+
+  /**
+   * Rebuilds an example that came out longer than seqLen with its budget narrowed by `factor`, from its file read
+   * again (as selected); false when the file changed since, and the example is then cut to fit.
+   */
+  private narrow(e: Example, factor: number): boolean {
+    let text = this.lastText?.path === e.file.path ? this.lastText.text : null;
+    if (text === null) {
+      text = this.texts.read(e.file);
+      if (text === null) return false;
+      this.lastText = { path: e.file.path, text };
+    }
+    const m = e.made;
+    const was: FimSpan = { kind: m.kind, prefix: "", middle: text.slice(m.start, m.start + m.middleLength), suffix: "", start: m.start, openEnd: m.openEnd };
+    const span = narrowSpan(text, was, budgetFor(this.opts.seqLen, this.charsPerToken, e.file.path, e.file.repo), factor);
+    m.segments = segmentsOf(span, e.file.path, e.file.repo, this.opts.format);
+    m.middleLength = span.middle.length;
+    e.middle = span.middle;
+    e.heads = null;
+    return true;
   }
 
   /** BOS, which the engine prepends to every completion prompt of a model that asks for one: 1 token or none. */
@@ -436,7 +502,7 @@ class ExampleMaker {
   }
 
   private async tokenize(batch: readonly Example[]): Promise<number[][]> {
-    const tokens = await this.opts.tokenizer.tokenize(batch.map((e) => e.segments));
+    const tokens = await this.opts.tokenizer.tokenize(batch.map((e) => e.made.segments));
     if (tokens.length !== batch.length) throw new Error(`The engine returned ${tokens.length} token lists for ${batch.length} examples.`);
     return tokens;
   }
@@ -497,42 +563,6 @@ async function sampleCharsPerToken(tokenizer: Tokenizer, files: readonly FileEnt
 }
 
 /**
- * A file's examples, each with its split: a held-out file's are validation examples; with a single file
- * ("one-file"), its last examples by position are.
- */
-function fileExamples(
-  file: FileEntry, text: string, opts: BuildDatasetOptions, charsPerToken: number, mix: ExampleMix, scale: number, held: HeldOut,
-  valFraction: number,
-): Example[] {
-  const budget = budgetFor(opts.seqLen, charsPerToken, file.path, file.repo);
-  const spans = fimSpans(text, examplesPerFile(file.chars, budget, scale), budget, rng(hash32(`repotune-fim:${opts.seed}:${file.path}`)), mix);
-  // A short file drawn many times repeats cursors: one example per distinct span.
-  const seen = new Set<string>();
-  const out: Example[] = [];
-  const split = held.val.has(file.path) ? "val" : "train";
-  for (const span of spans) {
-    const key = `${span.kind}:${span.start}:${span.middle.length}:${span.openEnd}`;
-    if (seen.has(key)) continue;
-    seen.add(key);
-    out.push({ file, text, span, budget, split, ownFile: false, truncated: false, segments: segmentsOf(span, file.path, file.repo, opts.format) });
-  }
-  if (held.method === "one-file" && file.path === held.order[0]) {
-    // The one file's end is held out; other files (an update's replayed ones) all train.
-    const own = splitOneFile(out, (e) => e.span.start, valFraction);
-    for (const e of own.train) e.ownFile = true;
-    for (const e of own.val) e.split = "val";
-    // Sorted by position, as they already were (spans come in file order and the sort is stable).
-    return [...own.train, ...own.val].sort((a, b) => a.span.start - b.span.start);
-  }
-  return out;
-}
-
-function examplesPerFile(chars: number, budget: Budget, scale: number): number {
-  const base = Math.max(2, Math.ceil((COVERAGE * chars) / (budget.prompt + budget.middle)));
-  return Math.min(MAX_EXAMPLES_PER_FILE * scale, base * scale);
-}
-
-/**
  * How many times more examples per file a small repository gets: enough for about SMALL_REPO_TOKENS training tokens
  * (estimated from characters before anything is tokenized), at most MAX_SMALL_REPO_SCALE.
  */
@@ -545,25 +575,6 @@ function smallRepoScale(trainFiles: readonly FileEntry[], method: SplitMethod, s
   }
   const tokens = (chars / charsPerToken) * (method === "one-file" ? 0.9 : 1);
   return tokens >= SMALL_REPO_TOKENS ? 1 : Math.min(MAX_SMALL_REPO_SCALE, Math.ceil(SMALL_REPO_TOKENS / Math.max(1, tokens)));
-}
-
-/** A FIM example through the prompt-format module; a next-token example is its text alone (BOS comes in front). */
-function segmentsOf(span: FimSpan, filePath: string, repo: string, format: PromptFormat): Segment[] {
-  if (span.kind === "next-token") return [{ text: span.middle, special: false }];
-  return trainingExample(format, { prefix: span.prefix, middle: span.middle, suffix: span.suffix, filePath, repoName: repo });
-}
-
-/**
- * The prompt of an example as text, special tokens as their text: what examples.jsonl shows before the middle. A FIM
- * example's segments are the prompt, the middle and the end-of-middle token (trainingExample; an empty middle is
- * left out).
- */
-function promptText(e: Example): string {
-  if (e.span.kind === "next-token") return "";
-  const end = e.segments.length - (e.span.middle === "" ? 1 : 2);
-  let text = "";
-  for (let i = 0; i < end; i++) text += e.segments[i].text;
-  return text;
 }
 
 /** Seconds per step of the build, logged as one line at the end ("Time by step: selection 1.2 s, ..."). */

@@ -3,7 +3,7 @@
 // Packing is planned from the examples' lengths alone, then sequences are filled a block at a time, so that a large
 // dataset is written without ever holding all of its sequences (packedBlocks), each example's tokens being read from
 // a TokenStore (4 bytes a token) rather than from arrays of numbers.
-import { closeSync, openSync, readSync, rmSync, writeSync } from "node:fs";
+import { closeSync, openSync, readSync, rmSync, write, writeSync } from "node:fs";
 import { FLAG_NO_LOSS, FLAG_START, PAD } from "../../protocol/dataset";
 export { FLAG_NO_LOSS, FLAG_START, PAD };
 
@@ -73,7 +73,9 @@ export interface PackedBlock {
 }
 
 /**
- * The packed sequences of `plan`, `blockSequences` at a time, in order. The buffers are reused from block to block.
+ * The packed sequences of `plan`, `blockSequences` at a time, in order. Blocks alternate between two pairs of
+ * buffers, so that one block can be written while the next is filled: a block's buffers are reused by the block
+ * after next.
  * Within a block, examples are copied in the order they were stored, so that a store kept on disk is read forward,
  * each of its chunks once per block.
  */
@@ -98,9 +100,10 @@ export function* packedBlocks(store: TokenStore, plan: PackPlan, noLossIds: Read
   // was a visible share of the build (bench/dataset.mjs).
   const noLoss = new Uint8Array(noLossIds.size ? Math.max(...noLossIds) + 1 : 0);
   for (const id of noLossIds) noLoss[id] = FLAG_NO_LOSS;
-  const data = new Int32Array(size * seqLen);
-  const flags = new Uint8Array(size * seqLen);
+  const pairs: { data: Int32Array; flags: Uint8Array }[] = [];
   for (let b = 0; b < blocks; b++) {
+    if (pairs.length < Math.min(2, blocks)) pairs.push({ data: new Int32Array(size * seqLen), flags: new Uint8Array(size * seqLen) });
+    const { data, flags } = pairs[b % pairs.length];
     const first = b * size;
     const n = (Math.min(sequences, first + size) - first) * seqLen;
     const blockData = n === data.length ? data : data.subarray(0, n);
@@ -139,11 +142,19 @@ export class TokenStore {
   private fd: number | null = null;
   /** The spilled chunk last read back, and its number. */
   private loaded: { index: number; chunk: Int32Array } | null = null;
+  /** Chunks being written to the spill file in the background, and the first error of such a write. */
+  private writing = 0;
+  private writeError: Error | null = null;
+  private wakeWriters: (() => void)[] = [];
 
-  /** `longest`: the most tokens one example may have. */
+  /**
+   * `longest`: the most tokens one example may have. With `spill.background`, full chunks go to the file in libuv's
+   * thread pool (a fresh buffer each) while tokens are added: the caller awaits `settled()` before reading tokens
+   * back (copyTo), and `backlog()` now and then so that unwritten chunks stay few.
+   */
   constructor(
     longest: number,
-    private readonly spill: { path: string; memoryChunks: number } | null = null,
+    private readonly spill: { path: string; memoryChunks: number; background?: boolean } | null = null,
     chunkTokens = 1 << 20,
   ) {
     this.chunkSize = Math.max(longest, chunkTokens);
@@ -175,11 +186,18 @@ export class TokenStore {
   private nextChunk(): void {
     const index = this.chunks.length;
     if (this.spill !== null && index >= this.spill.memoryChunks) {
-      // The chunk before this one is full: to disk, and its buffer is reused.
+      // The chunk before this one is full: to disk, and its buffer is reused (or, written in the background, left
+      // to the write and then to the garbage collector).
       if (index > this.spill.memoryChunks) {
-        this.writeChunk(index - 1, this.current!);
-        this.chunks[index - 1] = null;
-        this.chunks.push(this.current);
+        if (this.spill.background) {
+          this.writeChunkInBackground(index - 1, this.current!);
+          this.chunks[index - 1] = null;
+          this.chunks.push(new Int32Array(this.chunkSize));
+        } else {
+          this.writeChunk(index - 1, this.current!);
+          this.chunks[index - 1] = null;
+          this.chunks.push(this.current);
+        }
       } else {
         this.fd = openSync(this.spill.path, "w+");
         this.chunks.push(new Int32Array(this.chunkSize));
@@ -194,6 +212,30 @@ export class TokenStore {
   private writeChunk(index: number, chunk: Int32Array): void {
     const bytes = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     for (let done = 0; done < bytes.length; ) done += writeSync(this.fd!, bytes, done, bytes.length - done, this.position(index) + done);
+  }
+
+  private writeChunkInBackground(index: number, chunk: Int32Array): void {
+    const bytes = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    this.writing++;
+    const done = (err: Error | null) => {
+      if (err) this.writeError ??= err;
+      this.writing--;
+      for (const wake of this.wakeWriters.splice(0)) wake();
+    };
+    const from = (at: number) =>
+      write(this.fd!, bytes, at, bytes.length - at, this.position(index) + at, (err, n) => (err ? done(err) : at + n < bytes.length ? from(at + n) : done(null)));
+    from(0);
+  }
+
+  /** Resolves once at most `chunks` chunks wait to be written to the spill file; rejects if a write failed. */
+  async backlog(chunks = 2): Promise<void> {
+    while (this.writing > chunks) await new Promise<void>((wake) => this.wakeWriters.push(wake));
+    if (this.writeError) throw this.writeError;
+  }
+
+  /** Resolves once every chunk is in the spill file (tokens can then be read back); rejects if a write failed. */
+  settled(): Promise<void> {
+    return this.backlog(0);
   }
 
   private position(chunkIndex: number): number {
@@ -217,6 +259,7 @@ export class TokenStore {
   private chunk(c: number): Int32Array {
     const inMemory = this.chunks[c];
     if (inMemory !== null) return inMemory;
+    if (this.writing > 0) throw new Error("Tokens were read back before the store was settled (await settled() first).");
     if (this.loaded?.index !== c) {
       const chunk = this.loaded?.chunk ?? new Int32Array(this.chunkSize);
       const bytes = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
@@ -228,6 +271,12 @@ export class TokenStore {
       this.loaded = { index: c, chunk };
     }
     return this.loaded.chunk;
+  }
+
+  /** Closes and removes the spill file, if any: after the writes in the background (see `settled`), whatever their outcome. */
+  async disposeWhenSettled(): Promise<void> {
+    await this.settled().catch(() => undefined);
+    this.dispose();
   }
 
   /** Closes and removes the spill file, if any. */

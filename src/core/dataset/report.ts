@@ -59,6 +59,21 @@ export function exampleLine(e: ExampleRecord): string {
   return JSON.stringify(line);
 }
 
+/**
+ * exampleLine in two parts, head + tail, the same characters: the head (all but the token count, and most of the
+ * line) is made where the example is (a worker thread), the tail once the tokenizer has counted. JSON.stringify
+ * writes keys in insertion order, so the head is exampleLine's text up to the tokens, and this object's JSON with
+ * its closing "}" left out (the caller drops it, which spares copying the string).
+ */
+export function exampleLineHeadJson(e: Omit<ExampleRecord, "tokens" | "truncated">): string {
+  const head = { split: e.split, file: e.file, kind: e.kind, openEnd: e.openEnd, start: e.start, prompt: e.prompt, middle: e.middle };
+  return JSON.stringify(head);
+}
+
+export function exampleLineTail(tokens: number, truncated: boolean): string {
+  return `,"tokens":${JSON.stringify(tokens)},"truncated":${truncated}}`;
+}
+
 /** The examples counted as they are made (the build keeps no list of them). */
 export class ExampleCounts {
   train = 0;

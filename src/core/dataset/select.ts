@@ -208,12 +208,15 @@ async function judgeInWorkers(setup: WorkerSetup, paths: string[], count: number
  * hands out paths and counts verdicts, so it is idle nearly all the time and the system gives it a core whenever it
  * has something to do. With one core fewer, two cores judged at half speed (bench/dataset.mjs).
  */
-function defaultWorkerCount(): number {
+export function defaultWorkerCount(): number {
   return Math.max(1, Math.min(MAX_WORKERS, availableParallelism()));
 }
 
-/** selectWorker.js beside the running bundle (dist/ for the extension and the CLI), or null where there is none. */
-function defaultWorkerScript(): string | null {
+/**
+ * selectWorker.js beside the running bundle (dist/ for the extension and the CLI), or null where there is none: the
+ * dataset step's worker threads, for selection and for making examples.
+ */
+export function defaultWorkerScript(): string | null {
   if (typeof __dirname !== "string") return null;
   const script = path.join(__dirname, "selectWorker.js");
   return existsSync(script) ? script : null;

@@ -9,7 +9,7 @@ import type { FileHandle } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import { DatasetMeta, DatasetReport } from "../../protocol/dataset";
-import { writeJsonAtomic } from "../atomic";
+import { asDiskFull, writeJsonAtomic } from "../atomic";
 import type { PackedBlock } from "./pack";
 
 /** Which files went where: the CLI draws its before/after completions from the validation files. */
@@ -20,6 +20,12 @@ export const DatasetFiles = z.object({
   split: z.enum(["recent", "hash", "one-file"]).optional(),
 });
 export type DatasetFiles = z.infer<typeof DatasetFiles>;
+
+/** Bytes of examples.jsonl gathered before they are written. */
+const LINES_CHUNK = 1 << 20;
+/** Bytes a file may have queued for writing before its writer waits for them (tens of milliseconds of writing). */
+const MAX_QUEUED_BYTES = 32 << 20;
+const NEWLINE = new Uint8Array([10]);
 
 export const DATA_FILES = {
   train: "train.bin", val: "val.bin", trainFlags: "train.flags", valFlags: "val.flags", meta: "meta.json", files: "files.json",
@@ -33,8 +39,10 @@ export const DATA_FILES = {
  * writing time), then report.json and meta.json, meta.json last, so a folder with a meta.json is complete.
  */
 export class DatasetWriter {
-  private chunk: string[] = [];
-  private chunkSize = 0;
+  /** Lines of examples.jsonl as UTF-8, filled in place; full chunks wait in `pending` until `drain`. */
+  private chunk = Buffer.allocUnsafeSlow(LINES_CHUNK);
+  private used = 0;
+  private pending: Uint8Array[] = [];
   private readonly temps = new Set<TempFile>();
 
   private constructor(
@@ -49,18 +57,60 @@ export class DatasetWriter {
     return new DatasetWriter(dir, await TempFile.open(path.join(dir, DATA_FILES.examples)));
   }
 
-  /** One line of examples.jsonl (a JSON object, without its newline). */
-  async exampleLine(line: string): Promise<void> {
-    this.chunk.push(line, "\n");
-    this.chunkSize += line.length + 1;
-    if (this.chunkSize >= 1 << 20) await this.flushLines();
+  /** One line of examples.jsonl (a JSON object, without its newline); written out by `drain`. */
+  exampleLine(line: string): void {
+    // A UTF-16 code unit takes at most 3 bytes of UTF-8.
+    if (!this.room(line.length * 3 + 1)) {
+      this.pending.push(Buffer.from(`${line}\n`, "utf8"));
+      return;
+    }
+    this.used += this.chunk.write(line, this.used);
+    this.chunk[this.used++] = 10;
+  }
+
+  /**
+   * One line of examples.jsonl given as its UTF-8 head, bytes [from, to) of `heads`, and its tail (report.ts:
+   * exampleLineHeadJson, exampleLineTail).
+   */
+  exampleLineParts(heads: Uint8Array, from: number, to: number, tail: Uint8Array): void {
+    const head = new Uint8Array(heads.buffer, heads.byteOffset + from, to - from);
+    if (!this.room(head.length + tail.length + 1)) {
+      this.pending.push(Buffer.concat([head, tail, NEWLINE]));
+      return;
+    }
+    // TypedArray set of plain Uint8Array views: Buffer's copy and subarray take a slower path, per line.
+    this.chunk.set(head, this.used);
+    this.used += head.length;
+    this.chunk.set(tail, this.used);
+    this.used += tail.length;
+    this.chunk[this.used++] = 10;
+  }
+
+  /** Whether `bytes` fit in the current chunk, after starting a new one if need be; false for a line longer than a chunk. */
+  private room(bytes: number): boolean {
+    if (this.used + bytes <= this.chunk.length) return true;
+    if (this.used > 0) {
+      this.pending.push(this.chunk.subarray(0, this.used));
+      this.chunk = Buffer.allocUnsafeSlow(LINES_CHUNK);
+      this.used = 0;
+    }
+    return bytes <= this.chunk.length;
+  }
+
+  /** Writes the lines of examples.jsonl that fill whole chunks (and any longer line), in order. */
+  async drain(): Promise<void> {
+    const pending = this.pending;
+    this.pending = [];
+    for (const bytes of pending) await this.examples.write(bytes);
   }
 
   private async flushLines(): Promise<void> {
-    const text = this.chunk.join("");
-    this.chunk = [];
-    this.chunkSize = 0;
-    await this.examples.write(text);
+    if (this.used > 0) {
+      this.pending.push(this.chunk.subarray(0, this.used));
+      this.chunk = Buffer.allocUnsafeSlow(0);
+      this.used = 0;
+    }
+    await this.drain();
   }
 
   /** train.bin and train.flags (or val's) from the packed blocks, in order. */
@@ -69,10 +119,16 @@ export class DatasetWriter {
     this.temps.add(tokens);
     const flags = await TempFile.open(path.join(this.dir, name === "train" ? DATA_FILES.trainFlags : DATA_FILES.valFlags));
     this.temps.add(flags);
+    // A block is written while the next is packed into the other pair of buffers (packedBlocks alternates two), and
+    // finished before the one after that reuses its buffers.
+    let previous: Promise<unknown> = Promise.resolve();
     for (const block of blocks) {
-      await tokens.write(littleEndian(block.data));
-      await flags.write(block.flags);
+      const written = Promise.all([tokens.queue(littleEndian(block.data)), flags.queue(block.flags)]);
+      written.catch(() => undefined);
+      await previous;
+      previous = written;
     }
+    await previous;
   }
 
   async finish(out: { meta: DatasetMeta; files: DatasetFiles; report: DatasetReport }): Promise<void> {
@@ -97,6 +153,11 @@ export class DatasetWriter {
  * (report.json, meta.json).
  */
 class TempFile {
+  /** Writes queued and not known to be done, oldest first: they run one after the other in libuv's thread pool. */
+  private readonly queued: { done: Promise<void>; bytes: number }[] = [];
+  private queuedBytes = 0;
+  private last: Promise<void> = Promise.resolve();
+
   private constructor(
     private readonly tmp: string,
     private readonly target: string,
@@ -108,19 +169,50 @@ class TempFile {
     return new TempFile(tmp, target, await fs.open(tmp, "w"));
   }
 
-  async write(data: string | Uint8Array): Promise<void> {
-    // A write may take less than it was given (a full disk, a signal): the rest follows, or the error does.
-    const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : data;
-    for (let done = 0; done < bytes.length; ) done += (await this.handle.write(bytes, done, bytes.length - done)).bytesWritten;
+  /**
+   * Queues `bytes` after the writes before them and returns once at most MAX_QUEUED_BYTES wait: the caller goes on
+   * with its work while a pool thread copies them into the file (in this kernel, copying into the page cache is most
+   * of a write's cost: about 1.8 s of CPU per GB here). `bytes` must not change until written (see `queue`).
+   */
+  async write(bytes: Uint8Array): Promise<void> {
+    this.queue(bytes);
+    while (this.queuedBytes > MAX_QUEUED_BYTES) {
+      const oldest = this.queued.shift()!;
+      this.queuedBytes -= oldest.bytes;
+      await oldest.done;
+    }
+  }
+
+  /** Queues `bytes` and returns when they are written; a write fails, and every one after it, if one before failed. */
+  queue(bytes: Uint8Array): Promise<void> {
+    const done = this.last.then(async () => {
+      // A write may take less than it was given (a full disk, a signal): the rest follows, or the error does.
+      try {
+        for (let at = 0; at < bytes.length; ) at += (await this.handle.write(bytes, at, bytes.length - at)).bytesWritten;
+      } catch (err) {
+        // A full disk says so, and where, rather than Node's "ENOSPC: no space left on device, write".
+        throw asDiskFull(err, this.target, false);
+      }
+    });
+    // Handled here, thrown where it is awaited (the caller's, or `commit`): not an unhandled rejection meanwhile.
+    done.catch(() => undefined);
+    this.last = done;
+    this.queued.push({ done, bytes: bytes.length });
+    this.queuedBytes += bytes.length;
+    return done;
   }
 
   async commit(): Promise<void> {
+    await this.last;
+    this.queued.length = 0;
+    this.queuedBytes = 0;
     await this.handle.sync();
     await this.handle.close();
     await fs.rename(this.tmp, this.target);
   }
 
   async discard(): Promise<void> {
+    await this.last.catch(() => undefined);
     await this.handle.close().catch(() => undefined);
     await fs.rm(this.tmp, { force: true });
   }
