@@ -133,6 +133,7 @@ function statusLine(s: RunSnapshot, w: WorkspaceInfo): string {
     case "idle":
       return w.folder ? "Ready to fine-tune on this workspace." : "Open a folder to fine-tune on it.";
     case "preparing":
+      if (s.awaitingPlan) return `Prepared ${s.dataset?.filesUsed ?? 0} files. Start the training plan shown, or edit it.`;
       return s.dataset ? `Prepared ${s.dataset.filesUsed} files; starting the trainer…` : "Reading, filtering and tokenizing the workspace's files…";
     case "training":
       return s.steps ? `Step ${s.step} of ${s.steps}${s.resumedFrom !== null ? ` (resumed from ${s.resumedFrom})` : ""}` : "Starting the trainer…";

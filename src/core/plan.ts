@@ -247,15 +247,14 @@ export async function planTraining(input: PlanInput): Promise<TrainingPlan> {
   };
 }
 
-/** A CPU run is slow: say how slow, and what the smallest catalog model would take instead. */
+/** A CPU run is slow: what the smallest catalog model would take instead (the plan's time line says how slow). */
 function cpuNote(model: ModelShape, seconds: number | null, run: RunSize): string {
-  const about = seconds !== null ? `, about ${duration(seconds)}` : "";
   const smallest = [...CATALOG].sort((a, b) => shapeOf(a).params - shapeOf(b).params)[0];
   const small = shapeOf(smallest);
-  if (model.params <= 1.2 * small.params) return `No GPU: training runs on the CPU${about}.`;
+  if (model.params <= 1.2 * small.params) return "No GPU: training runs on the CPU.";
   const faster = flopsPerToken(model, run.seqLen, run.gradCheckpoint) / flopsPerToken(small, run.seqLen, run.gradCheckpoint);
   const instead = seconds !== null ? ` (about ${duration(seconds / faster)})` : "";
-  return `No GPU: training runs on the CPU${about}. ${smallest.displayName} trains about ${faster.toFixed(0)} times faster${instead}; choose it for a first adapter.`;
+  return `No GPU: training runs on the CPU. ${smallest.displayName} trains about ${faster.toFixed(0)} times faster${instead}; choose it for a first adapter.`;
 }
 
 /** FLOPs of one training token: forward and input-gradient passes through the frozen matrices (2 + 2 per

@@ -11,7 +11,7 @@ const LOG_LINES = 1000;
 export function emptySnapshot(activeAdapter: string | null = null, model: string | null = null): RunSnapshot {
   return {
     phase: "idle", runId: null, runDir: null, folder: null, model, startedAt: null, endedAt: null, phaseTimes: {},
-    dataset: null, device: null, estimate: null, plan: null, memoryFree: null, memoryPeak: null, trainer: null,
+    dataset: null, device: null, estimate: null, plan: null, awaitingPlan: false, memoryFree: null, memoryPeak: null, trainer: null,
     step: 0, steps: 0, loss: null, lr: null, tokensPerS: null, trainSeconds: null, resumedFrom: null,
     valLossBase: null, valLoss: null, losses: [], valLosses: [], lrs: [], throughput: [], checkpoint: null,
     adapterStep: null, earlyStopped: false, evalProgress: null, evaluation: null, adapterPath: null, activeAdapter,
@@ -41,16 +41,18 @@ export function applyRunEvent(prev: RunSnapshot, e: RunEvent): RunSnapshot {
     case "phase": {
       // The first time of each phase: a resumed run's second "training" is not when its data was ready.
       const phaseTimes = { ...s.phaseTimes, [e.phase]: s.phaseTimes[e.phase] ?? e.time };
-      if (e.phase === "done" || e.phase === "stopped" || e.phase === "failed") return { ...s, phase: e.phase, phaseTimes, endedAt: e.time };
+      if (e.phase === "done" || e.phase === "stopped" || e.phase === "failed") return { ...s, phase: e.phase, phaseTimes, endedAt: e.time, awaitingPlan: false };
       // Working again (a resumed run): the failure before it is history, kept in the log.
-      return { ...s, phase: e.phase, phaseTimes, endedAt: null, error: null, errorAction: null, errorCode: null, suggestion: null };
+      return { ...s, phase: e.phase, phaseTimes, endedAt: null, error: null, errorAction: null, errorCode: null, suggestion: null, awaitingPlan: false };
     }
     case "dataset":
       return { ...s, dataset: e.summary };
     case "estimate":
       return { ...s, estimate: { device: e.device, peakBytes: e.peakBytes } };
+    case "planProposed":
+      return { ...s, awaitingPlan: true };
     case "plan":
-      return { ...s, plan: { summary: e.lines[1] ?? "", seconds: e.seconds, edited: e.edited } };
+      return { ...s, awaitingPlan: false, plan: { summary: e.lines[1] ?? "", seconds: e.seconds, edited: e.edited } };
     case "adapter":
       return { ...s, adapterPath: e.adapterPath };
     case "error":
@@ -159,6 +161,8 @@ export function describeEvent(e: RunEvent): string | null {
     }
     case "estimate":
       return `Estimated peak memory on ${e.device}: ${formatBytes(e.peakBytes)}`;
+    case "planProposed":
+      return "Waiting for the training plan to be started or edited";
     case "plan":
       return `Plan${e.edited ? " (edited)" : ""}: ${e.lines.join(" ")}`;
     case "adapter":

@@ -284,6 +284,7 @@ class Pipeline {
     const proposal = await planner.afterDataset(summary, settings.seqLen);
     const confirm = this.opts.plan?.confirm;
     if (!confirm && !proposal.plan.fits) throw new UserError(proposal.plan.notes.join(" "), MODEL_SETTING);
+    if (confirm) this.emit({ type: "planProposed", time: Date.now() });
     const plan = confirm ? await confirm(proposal) : proposal.plan;
     if (plan === null) {
       this.emit({ type: "log", time: Date.now(), message: "The training plan was declined: nothing was trained." });

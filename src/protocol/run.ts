@@ -98,6 +98,8 @@ export const RunEvent = z.discriminatedUnion("type", [
   z.object({ type: z.literal("dataset"), time: z.number(), summary: DatasetSummary }),
   /** The trainer's prediction of its peak memory for this model and these settings, before it starts. */
   z.object({ type: z.literal("estimate"), time: z.number(), device: z.string(), peakBytes: z.number().nonnegative() }),
+  /** The plan is shown to the user, and the run waits for Start (or an edit) before training. */
+  z.object({ type: z.literal("planProposed"), time: z.number() }),
   /** The settings the run trains with, as planned (src/core/planRun.ts) and confirmed or edited, in words too. */
   z.object({
     type: z.literal("plan"), time: z.number(), steps: z.number().int(), rank: z.number().int(), seqLen: z.number().int(),

@@ -61,6 +61,8 @@ export const RunSnapshot = z.object({
   estimate: z.object({ device: z.string(), peakBytes: z.number() }).nullable(),
   /** The settings the run trains with, as planned before training (in words), and whether the user edited them. */
   plan: z.object({ summary: z.string(), seconds: z.number().nullable(), edited: z.boolean() }).nullable(),
+  /** The plan is on screen and the run waits for the user to start (or edit) it. */
+  awaitingPlan: z.boolean(),
   /** Device memory the trainer reported: free when it started, and the measured peak (CUDA only) at the end. */
   memoryFree: z.number().nullable(),
   memoryPeak: z.number().nullable(),

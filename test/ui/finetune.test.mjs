@@ -172,6 +172,7 @@ test("every state of a run in the Run view and the report, from real runs and re
           assert.match((await dialog.locator(".dialog-message-text").textContent()) ?? "", /Fine-tune with this plan\?/);
           assert.match(planShown, /600 steps \([\d.]+ passes over the data\), rank 64, 128-token sequences, batch \d+/);
           assert.match(planShown, /Peak memory about [\d.]+ GiB of [\d.]+ GiB available on the CPU/);
+          await view.locator('[data-testid="status"]', { hasText: "Start the training plan shown, or edit it." }).waitFor({ timeout: 10_000 });
           await shot("plan-dialog");
           await dialog.locator(".monaco-button", { hasText: "Start Training" }).click();
         }

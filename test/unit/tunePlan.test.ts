@@ -9,7 +9,7 @@ import { tune, type TuneOptions, type TuneResult } from "../../src/core/tune";
 import { readManifest } from "../../src/core/runStore";
 import { deviceOf, fixedFrom, planLines, withPlan, type PlanProposal } from "../../src/core/planRun";
 import { rankFor, SEQUENCES_PER_STEP, type TrainingPlan } from "../../src/core/plan";
-import { parseSuggestion } from "../../src/core/runSnapshot";
+import { parseSuggestion, snapshotFromEvents } from "../../src/core/runSnapshot";
 import type { RunEvent } from "../../src/protocol/run";
 import { enginePath, makeGitRepo, python, removeDir, sampleSources, tempDir, tinyModel, trainerRoot } from "./support/pipeline";
 
@@ -83,6 +83,12 @@ describe("the plan in the pipeline", () => {
     assert.equal(start.steps, 6);
     const planned = events.find((e) => e.type === "plan");
     assert.ok(planned && planned.type === "plan");
+    // While the plan was on screen the run said it waited; the views read that from the events.
+    const order = events.map((e) => e.type).filter((t) => t === "dataset" || t === "planProposed" || t === "plan" || t === "trainer");
+    assert.deepEqual(order.slice(0, 4), ["dataset", "planProposed", "plan", "trainer"]);
+    const waiting = snapshotFromEvents(events.slice(0, events.findIndex((e) => e.type === "planProposed") + 1));
+    assert.equal(waiting.awaitingPlan, true);
+    assert.equal(snapshotFromEvents(events).awaitingPlan, false);
     assert.equal(planned.edited, true);
     assert.deepEqual([planned.rank, planned.batch, planned.gradAccum], [4, 2, edit.gradAccum]);
     assert.deepEqual(planned.lines, planLines(p, edit));
