@@ -11,6 +11,7 @@ import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { mulberry32 } from "./random.mjs";
 
 const HELP = `node bench/dataset.mjs [--files 50000] [--kb 10] [--seed 1] [--seq-len 256] [--phases LIST] [--repo DIR]
   [--src DIR] [--keep]
@@ -421,17 +422,6 @@ function plantedSecrets(rand, g) {
     ["scripts/release.ts", `import { Octokit } from "@octokit/rest";\n\nconst client = new Octokit({ auth: "ghp_${draw(alnum, 36)}" });\nexport const ${g.ident(2)} = () => client.repos.listReleases({ owner: "acme", repo: "${g.ident(1)}" });\n`],
     ["certs/server.key", rsa],
   ];
-}
-
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const COMMON_WORDS = ("user order item cache config request response handler client server session token key value index count total " +

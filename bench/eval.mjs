@@ -3,11 +3,10 @@
 // figures; asserts nothing. Run from the repository root after `node esbuild.mjs`: node bench/eval.mjs [options]
 import { execFileSync } from "node:child_process";
 import { cpSync, existsSync, mkdtempSync, rmSync } from "node:fs";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import * as esbuild from "esbuild";
+import { loadModules } from "./completionSetup.mjs";
 
 const HELP = `node bench/eval.mjs [--model PATH] [--width 256] [--steps 100] [--seq-len 256] [--max-tasks 200]
   [--max-tokens 48] [--keep]
@@ -49,25 +48,10 @@ if (!existsSync(enginePath)) {
 }
 
 // The pipeline under measurement, bundled as the tests are (esbuild.mjs builds no bench entries).
-const libPath = join(repoRoot, "out", "bench", "eval-lib.cjs");
-await esbuild.build({
-  stdin: {
-    contents: [`export { tune } from "./src/core/tune";`, `export { evaluationTable } from "./src/core/eval/report";`].join("\n"),
-    resolveDir: repoRoot,
-    loader: "ts",
-    sourcefile: "bench-eval-lib.ts",
-  },
-  bundle: true,
-  platform: "node",
-  target: "node20",
-  format: "cjs",
-  external: ["vscode", "node-llama-cpp"],
-  loader: { ".yml": "text", ".rb": "text" },
-  alias: { "@secretlint/profiler": "./src/core/dataset/secretlintProfiler.ts" },
-  outfile: libPath,
-  logLevel: "warning",
-});
-const { tune, evaluationTable } = createRequire(import.meta.url)(libPath);
+const { tune, evaluationTable } = await loadModules("eval", [
+  `export { tune } from "./src/core/tune";`,
+  `export { evaluationTable } from "./src/core/eval/report";`,
+]);
 
 const work = mkdtempSync(join(tmpdir(), "repotune-bench-eval-"));
 try {

@@ -10,6 +10,7 @@ import { parseArgs } from "node:util";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { coreFiles, enginePath, generateModel, loadModules, percentile, requireBuiltEngine, trainAdapter } from "./completionSetup.mjs";
+import { mulberry32 } from "./random.mjs";
 
 const HELP = `node bench/soak.mjs [--minutes 10] [--adapters 2] [--switch-seconds 60] [--width 512] [--model PATH]
   [--adapter PATH]... [--debounce 150] [--max-tokens 48] [--seed 1] [--churn 120] [--keep]
@@ -370,17 +371,6 @@ function vmRss(pid) {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   const kb = Number(status.match(/^VmRSS:\s+(\d+)\s+kB/m)?.[1]);
   return kb * 1024;
-}
-
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function sleep(ms) {
