@@ -20,6 +20,7 @@ import { runDetachedTrainer } from "./trainerDetached";
 import { trainerFailure } from "./trainerFailure";
 import { estimateMemory } from "./memoryEstimate";
 import { deviceOf, lastMeasured, planLines, RunPlanner, withPlan, type ConfirmPlan } from "./planRun";
+import type { Estimator } from "./plan";
 import { ModelCheckError, validateModel, type CheckedModel } from "./models/validate";
 import {
   appendEvent, createRun, fileIdentity, gitCommit, writeManifest, TrainSettingsSchema,
@@ -70,7 +71,11 @@ export interface TuneOptions {
    * `confirm` show, edit or decline the plan before training (declined: the run stops before training). Absent:
    * unset settings take DEFAULT_TRAIN_SETTINGS.
    */
-  plan?: { confirm?: ConfirmPlan };
+  plan?: {
+    confirm?: ConfirmPlan;
+    /** Another memory estimator than the trainer's (tests). */
+    estimate?: Estimator;
+  };
   /** The trainer outlives the caller (the extension: a reloaded window attaches to it again; trainerDetached.ts). */
   detached?: boolean;
 }
@@ -178,9 +183,10 @@ class Pipeline {
       const model = settle(fileIdentity(opts.modelPath));
       const commit = gitCommit(this.firstFolder);
 
-      const planner = opts.plan ? await this.planner(settings, await python.unwrap(), checked) : null;
-      if (planner) {
-        const first = await planner.beforeDataset();
+      let planner = opts.plan ? await this.planner(settings, await python.unwrap(), checked) : null;
+      const first = planner && await planner.beforeDataset().catch((err: unknown) => this.noPlan(err));
+      if (!first) planner = null;
+      if (planner && first) {
         if (!first.fits) throw new UserError(await planner.refusal(first), MODEL_SETTING);
         settings.seqLen = first.seqLen;
       }
@@ -223,10 +229,7 @@ class Pipeline {
       this.result.summary = built.summary;
       // Steps the user did not choose follow the data: about three passes over it (a small repository gets more
       // epochs, a large one is not cut short at a fixed count).
-      if (!planner && opts.settings?.steps === undefined && built.summary.recommendedSteps !== undefined) {
-        settings.steps = built.summary.recommendedSteps;
-        this.emit({ type: "log", time: Date.now(), message: `Training for ${settings.steps} steps (about three passes over the data).` });
-      }
+      if (!planner) this.recommendedSteps(settings, built.summary);
       for (const w of built.summary.warnings ?? []) this.emit({ type: "log", time: Date.now(), message: `Dataset: ${w}` });
       this.heldOut = built.files;
       this.emit({ type: "dataset", time: Date.now(), summary: built.summary });
@@ -239,11 +242,12 @@ class Pipeline {
 
       const selftest = await python.unwrap();
       if (opts.signal?.aborted) return this.finishStopped(settings, await model.unwrap(), await commit, null);
-      if (planner) {
-        const planned = await this.confirmPlan(planner, built.summary, settings);
-        if (planned === null) return this.stoppedBeforeTraining();
+      const planned = planner ? await this.confirmPlan(planner, built.summary, settings) : null;
+      if (planned === "declined") return this.stoppedBeforeTraining();
+      if (planned) {
         Object.assign(settings, planned);
       } else {
+        if (planner) this.recommendedSteps(settings, built.summary);
         await this.estimate(opts, settings, settings.device === "auto" ? selftest.device ?? "cpu" : settings.device);
       }
       if (opts.signal?.aborted) return this.finishStopped(settings, await model.unwrap(), await commit, null);
@@ -273,6 +277,7 @@ class Pipeline {
       python: opts.python, trainerRoot: opts.trainerRoot, modelPath: opts.modelPath, modelName: checked.name ?? path.basename(opts.modelPath),
       shape: checked.shape, device, given: opts.settings,
       measured: await lastMeasured(path.dirname(this.run_.runDir), opts.modelPath, device.kind, this.run_.runId),
+      estimate: opts.plan?.estimate,
     });
   }
 
@@ -280,15 +285,16 @@ class Pipeline {
    * The plan for the dataset just built, shown to the caller to confirm or edit; null when declined. Without a
    * confirmation a plan that does not fit fails the run here, before the trainer's own preflight would.
    */
-  private async confirmPlan(planner: RunPlanner, summary: DatasetSummary, settings: TrainSettings): Promise<TrainSettings | null> {
-    const proposal = await planner.afterDataset(summary, settings.seqLen);
+  private async confirmPlan(planner: RunPlanner, summary: DatasetSummary, settings: TrainSettings): Promise<TrainSettings | "declined" | null> {
+    const proposal = await planner.afterDataset(summary, settings.seqLen).catch((err: unknown) => this.noPlan(err));
+    if (!proposal) return null;
     const confirm = this.opts.plan?.confirm;
     if (!confirm && !proposal.plan.fits) throw new UserError(proposal.plan.notes.join(" "), MODEL_SETTING);
     if (confirm) this.emit({ type: "planProposed", time: Date.now() });
     const plan = confirm ? await confirm(proposal) : proposal.plan;
     if (plan === null) {
       this.emit({ type: "log", time: Date.now(), message: "The training plan was declined: nothing was trained." });
-      return null;
+      return "declined";
     }
     const lines = planLines(proposal, plan);
     const edited = plan !== proposal.plan;
@@ -298,6 +304,19 @@ class Pipeline {
     });
     this.emit({ type: "estimate", time: Date.now(), device: proposal.device.kind, peakBytes: plan.peakBytes });
     return withPlan(settings, plan, this.opts.settings);
+  }
+
+  /** A plan that could not be made (the estimator failed) does not stop the run: it trains with the settings as given and the defaults. */
+  private noPlan(err: unknown): null {
+    this.emit({ type: "log", time: Date.now(), message: `No training plan (${messageOf(err)}): the run uses the repotune.training settings and their defaults.` });
+    return null;
+  }
+
+  /** Steps the user did not choose follow the data: about three passes over it. */
+  private recommendedSteps(settings: TrainSettings, summary: DatasetSummary): void {
+    if (this.opts.settings?.steps !== undefined || summary.recommendedSteps === undefined) return;
+    settings.steps = summary.recommendedSteps;
+    this.emit({ type: "log", time: Date.now(), message: `Training for ${settings.steps} steps (about three passes over the data).` });
   }
 
   /** Reports the trainer's predicted peak memory; a failed estimate is logged and does not stop the run. */

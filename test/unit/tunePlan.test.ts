@@ -111,6 +111,24 @@ describe("the plan in the pipeline", () => {
     assert.ok(!existsSync(path.join(result.runDir, "manifest.json")));
   });
 
+  test("a plan that cannot be made does not stop the run: it trains with the settings and their defaults", async () => {
+    let asked = 0;
+    const { result, events } = await run({
+      plan: {
+        confirm: async (p) => (asked++, p.plan),
+        estimate: async () => {
+          throw new Error("the memory estimate failed: simulated");
+        },
+      },
+    });
+    assert.equal(result.status, "done", result.error ?? "");
+    assert.equal(asked, 0, "a plan was offered without an estimate");
+    assert.ok(events.some((e) => e.type === "log" && /^No training plan \(the memory estimate failed: simulated\)/.test(e.message)));
+    assert.ok(!events.some((e) => e.type === "plan" || e.type === "planProposed"));
+    const manifest = await readManifest(result.manifestPath!);
+    assert.deepEqual([manifest.settings.steps, manifest.settings.seqLen, manifest.settings.rank, manifest.settings.batch], [6, 64, 16, 8]);
+  });
+
   test("settings that cannot fit fail before the dataset is built, with what to do", async () => {
     let asked = 0;
     const { result, events } = await run({
