@@ -71,7 +71,8 @@ async function editPlan(p: PlanProposal, start: TrainingPlan, startFixed: PlanFi
     ];
     const pick = await vscode.window.showQuickPick(items, {
       title: "RepoTune: edit the training plan",
-      placeHolder: `Sequence length ${plan.seqLen} (the data is packed for it: change repotune.training.seqLen to train with another)`,
+      // The data is already packed for the sequence length: another one means another dataset (the setting).
+      placeHolder: `Sequence length ${plan.seqLen}: set repotune.training.seqLen for another`,
     });
     if (!pick) return changed ? { plan, fixed } : undefined;
     if (pick.done) return { plan, fixed };

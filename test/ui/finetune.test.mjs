@@ -172,8 +172,25 @@ test("every state of a run in the Run view and the report, from real runs and re
           assert.match((await dialog.locator(".dialog-message-text").textContent()) ?? "", /Fine-tune with this plan\?/);
           assert.match(planShown, /600 steps \([\d.]+ passes over the data\), rank 64, 128-token sequences, batch \d+/);
           assert.match(planShown, /Peak memory about [\d.]+ GiB of [\d.]+ GiB available on the CPU/);
+          assert.match(planShown, /batch 8\./, "the planned micro-batch");
           await view.locator('[data-testid="status"]', { hasText: "Start the training plan shown, or edit it." }).waitFor({ timeout: 10_000 });
           await shot("plan-dialog");
+          // Edit: the micro-batch to 4; the plan keeps 8 sequences a step through accumulation, with a new estimate.
+          await dialog.locator(".monaco-button", { hasText: "Edit Plan" }).click();
+          const quickInput = page.locator(".quick-input-widget");
+          await quickInput.locator('.monaco-list-row:has-text("Micro-batch")').first().waitFor({ timeout: 10_000 });
+          await page.keyboard.type("Micro-batch");
+          await page.keyboard.press("Enter");
+          await quickInput.locator(".quick-input-box input").fill("4");
+          await page.keyboard.press("Enter");
+          await quickInput.locator('.monaco-list-row:has-text("4 (set by you)")').first().waitFor({ timeout: 60_000 });
+          await shot("plan-edit");
+          await page.keyboard.type("Done");
+          await quickInput.locator('.monaco-list-row:has-text("Done")').first().waitFor({ timeout: 10_000 });
+          await page.keyboard.press("Enter");
+          await dialog.waitFor({ timeout: 30_000 });
+          planShown = await dialog.locator(".dialog-message-detail").innerText();
+          assert.match(planShown, /batch 4 x 2 accumulated\./, "the dialog shows the edited plan");
           await dialog.locator(".monaco-button", { hasText: "Start Training" }).click();
         }
         const now = (await phase.textContent())?.trim() ?? "";
@@ -201,7 +218,10 @@ test("every state of a run in the Run view and the report, from real runs and re
       const plan = events.find((e) => e.type === "plan");
       assert.ok(planShown !== null, "the plan dialog never showed");
       assert.ok(plan, "the events file has no plan");
-      assert.equal(plan.edited, false);
+      assert.equal(plan.edited, true);
+      assert.deepEqual([plan.batch, plan.gradAccum, plan.rank, plan.steps], [4, 2, 64, 600]);
+      const started = trainerEvents.find((e) => e.event === "start");
+      assert.deepEqual([started?.batch, started?.grad_accum], [4, 2], "the trainer got the edited plan");
       assert.equal(planShown.replace(/\s+/g, " ").trim(), plan.lines.join(" "), "the dialog showed another plan than the run trained with");
       assert.equal(await text("plan"), plan.lines[1]);
 
