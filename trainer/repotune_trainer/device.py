@@ -47,16 +47,23 @@ def free_memory(device: str) -> Optional[int]:
             return None
         used = getattr(mps, "driver_allocated_memory", lambda: 0)
         return max(0, int(limit()) - int(used()))
-    avail = _meminfo("MemAvailable")
-    if avail is None:
-        try:
-            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            avail = None
+    avail = system_memory("MemAvailable", "SC_AVPHYS_PAGES")
     room = _cgroup_room()
     if room is not None:
         avail = room if avail is None else min(avail, room)
     return avail
+
+
+def system_memory(meminfo_key: str, sysconf_pages: str) -> Optional[int]:
+    """RAM in bytes from /proc/meminfo (`MemTotal`, `MemAvailable`), else from the pages sysconf counts (other
+    Unixes); None where neither is known."""
+    found = _meminfo(meminfo_key)
+    if found is not None:
+        return found
+    try:
+        return os.sysconf(sysconf_pages) * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def _meminfo(key: str) -> Optional[int]:

@@ -7,10 +7,9 @@ import sys
 
 def _memory(device: str) -> dict:
     """What the device is and how much memory it has, for choosing a model and a plan (`None` when not known)."""
-    import os
     import platform
     import torch
-    from .device import _meminfo, free_memory
+    from .device import free_memory, system_memory
     name, total = None, None
     if device == "cuda":
         props = torch.cuda.get_device_properties(torch.cuda.current_device())
@@ -20,12 +19,7 @@ def _memory(device: str) -> dict:
         name, total = "Apple GPU (MPS)", int(limit()) if limit else None
     else:
         name = platform.processor() or platform.machine() or "CPU"
-        total = _meminfo("MemTotal")
-        if total is None:
-            try:
-                total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-            except (ValueError, OSError, AttributeError):
-                total = None
+        total = system_memory("MemTotal", "SC_PHYS_PAGES")
     return {"device_name": name, "memory_total": total, "memory_free": free_memory(device)}
 
 
