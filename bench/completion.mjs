@@ -7,18 +7,28 @@
 //      one (the engine's KV cache reused up to the typed character).
 // Run from the repository root after `node esbuild.mjs`: node bench/completion.mjs [options]. Prints figures and
 // ratios; asserts nothing about time.
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { getLlama, LlamaCompletion, LlamaLogLevel } from "node-llama-cpp";
-import { coreFiles, enginePath, generateModel, loadModules, percentile, requireBuiltEngine, trainAdapter } from "./completionSetup.mjs";
+import { coreFiles, enginePath, generateModel, loadModules, percentile, randomAdapter, requireBuiltEngine, trainAdapter } from "./completionSetup.mjs";
 
-const HELP = `node bench/completion.mjs [--model PATH] [--width 512] [--requests 60] [--typing 30] [--max-tokens 48]
-  [--seq-len 256] [--steps 2] [--keep]
+const HELP = `node bench/completion.mjs [--model PATH] [--width 512 | --shape NAME] [--requests 60] [--typing 30]
+  [--max-tokens 48] [--seq-len 256] [--steps 2] [--keep]
 
   --model PATH    a base GGUF to measure instead of the generated one (qwen2, --width wide, Q8_0); an adapter is
                   still trained on it here, so it must be an architecture the trainer supports
+  --width N       the generated model's width (2 layers, 267-token vocabulary: per-operation costs weigh more than
+                  in a real model)
+  --shape NAME    generate a model with a real model's shapes instead, random weights: qwen2.5-coder-0.5b or
+                  qwen2.5-coder-1.5b (RepoTune's default); its adapter trains on 64-token sequences, batch 1.
+                  Random weights this deep predict the same token everywhere (attention averages the positions),
+                  so every request then generates exactly --gen-tokens tokens without stop strings, on all sides,
+                  and the scheduler's part (which needs suggestions) is left out
+  --gen-tokens N  tokens each request generates with --shape (default 20, about a rest-of-line suggestion)
+  --random-adapter  an adapter of the trained one's shape (rank 16 on every matrix, F32) with random values,
+                  written by the trainer's writer, instead of training one (for --shape on a CPU: minutes saved)
   --requests N    cursor positions for the provider-against-raw and adapter-against-base comparisons
   --typing N      positions for the typing comparison
   --max-tokens N  tokens generated per completion (the extension's default is 48)
@@ -30,6 +40,9 @@ const { values: args } = parseArgs({
   options: {
     model: { type: "string" },
     width: { type: "string", default: "512" },
+    shape: { type: "string" },
+    "gen-tokens": { type: "string", default: "20" },
+    "random-adapter": { type: "boolean", default: false },
     requests: { type: "string", default: "60" },
     typing: { type: "string", default: "30" },
     "max-tokens": { type: "string", default: "48" },
@@ -45,7 +58,9 @@ if (args.help) {
 }
 const requests = Number(args.requests);
 const typingRequests = Number(args.typing);
-const maxTokens = Number(args["max-tokens"]);
+// With a real model's shapes every request does a fixed amount of work: genTokens tokens, no stop strings.
+const fixedWork = Boolean(args.shape);
+const maxTokens = fixedWork ? Number(args["gen-tokens"]) : Number(args["max-tokens"]);
 const seqLen = Number(args["seq-len"]);
 requireBuiltEngine();
 
@@ -74,11 +89,19 @@ try {
 
 async function main() {
   const started = Date.now();
-  const modelPath = args.model ? resolve(args.model) : generateModel(work, args.width);
+  const t0 = Date.now();
+  const modelPath = args.model ? resolve(args.model) : generateModel(work, args.width, args.shape ?? null);
+  if (!args.model) console.log(`generated ${modelPath} (${(statSync(modelPath).size / 1e6).toFixed(0)} MB) in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
 
   // Code to complete: this repository's own TypeScript core; the adapter trains on three of those files.
   const files = coreFiles();
-  const adapterPath = await trainAdapter(tune, { modelPath, files: files.slice(0, 3), dir: work, steps: Number(args.steps), seqLen });
+  // A real model's shapes train and evaluate slowly on a CPU (1 step and its evaluation of 94 short sequences took
+  // 4.5 minutes at 0.5B): with --random-adapter, an adapter of the same shape with random values.
+  const adapterPath = args["random-adapter"]
+    ? randomAdapter(modelPath, join(work, "random-adapter.gguf"))
+    : await trainAdapter(tune, { modelPath, dir: work, steps: Number(args.steps), ...(args.shape
+      ? { files: [...files].sort((a, b) => a.text.length - b.text.length).slice(0, 3), seqLen: 64, batch: 1, evaluation: { maxTasks: 2, maxTokens: 8 } }
+      : { files: files.slice(0, 3), seqLen, batch: 4 }) });
 
   const log = (line) => {
     if (/error|warn|failed/i.test(line)) console.error(`  ${line}`);
@@ -95,7 +118,11 @@ async function main() {
     `model ${modelPath}: ${info.arch}, backend ${info.gpu ?? "CPU"} (${info.gpuLayers}/${info.totalLayers} layers on the GPU in the engine; ` +
       `${raw.gpu || "CPU"}, ${raw.gpuLayers} in process), ${raw.threads} threads`,
   );
-  console.log(`maxTokens ${maxTokens}, window ${seqLen} tokens, ${requests} positions, ${typingRequests} typing positions\n`);
+  console.log(
+    `${fixedWork ? `exactly ${maxTokens} tokens generated per request, no stop strings` : `maxTokens ${maxTokens}`}, window ${seqLen} tokens, ` +
+      `${requests} positions, ${typingRequests} typing positions\n`,
+  );
+  const stops = fixedWork ? [] : format.stopStrings;
 
   // The provider's path, timed from the request to the text an inline completion would show.
   // As src/completion/provider.ts: characters per token measured once per file (DensityCache), not per request.
@@ -105,7 +132,7 @@ async function main() {
     const t0 = performance.now();
     const { prefix, suffix } = await completionWindow(engine, doc.text, offset, seqLen, doc.path, "repotune", densityOf(engine));
     const prompt = format.fim({ prefix, suffix, filePath: doc.path, repoName: "repotune" });
-    const result = await engine.complete({ prompt, adapterPath: adapter, maxTokens: tokens, stop: format.stopStrings, supersede: true });
+    const result = await engine.complete({ prompt, adapterPath: adapter, maxTokens: tokens, stop: stops, supersede: true });
     const text = cleanCompletion(result.text, { prefix, suffix, singleLine: completionMode(prefix, suffix) === "line" });
     return { ms: performance.now() - t0, text, result, prompt };
   }
@@ -115,7 +142,7 @@ async function main() {
   for (const p of positions.slice(0, 3)) {
     const b = await provider(base, null, p.doc, p.offset);
     await provider(tuned, adapterPath, p.doc, p.offset);
-    await raw.generate((await base.tokenize([b.prompt]))[0], format.stopStrings);
+    await raw.generate((await base.tokenize([b.prompt]))[0], stops);
   }
 
   const providerMs = [];
@@ -132,13 +159,13 @@ async function main() {
     // The order alternates, so that no side always runs right after another's burst of work.
     let a, b, r;
     if (i % 2 === 0) {
-      r = await raw.generate(tokens, format.stopStrings);
+      r = await raw.generate(tokens, stops);
       b = await provider(base, null, p.doc, p.offset);
       a = await provider(tuned, adapterPath, p.doc, p.offset);
     } else {
       a = await provider(tuned, adapterPath, p.doc, p.offset);
       b = await provider(base, null, p.doc, p.offset);
-      r = await raw.generate(tokens, format.stopStrings);
+      r = await raw.generate(tokens, stops);
     }
     providerMs.push(b.ms);
     rawMs.push(r.ms);
@@ -161,6 +188,34 @@ async function main() {
   row("base model", providerMs);
   row("base + adapter", adapterMs);
   ratio("adapter/base", adapterMs, providerMs, "<= 1.2");
+  // The adapter changes what is generated, and so how many tokens: the same work on both sides isolates its cost.
+  // Same prompts, exactly maxTokens generated (no stop strings), the order alternating. (With --shape, above was.)
+  const fixed = { base: [], tuned: [], equal: 0, tokens: 0 };
+  for (const [i, p] of (fixedWork ? [] : positions.slice(3)).entries()) {
+    const { prefix, suffix } = await completionWindow(base, p.doc.text, p.offset, seqLen, p.doc.path, "repotune", densityOf(base));
+    const prompt = format.fim({ prefix, suffix, filePath: p.doc.path, repoName: "repotune" });
+    const timed = async (engine, adapter) => {
+      const t0 = performance.now();
+      const result = await engine.complete({ prompt, adapterPath: adapter, maxTokens, stop: [], supersede: true });
+      return { ms: performance.now() - t0, tokens: result.tokens };
+    };
+    const sides = i % 2 === 0 ? [[base, null], [tuned, adapterPath]] : [[tuned, adapterPath], [base, null]];
+    const [x, y] = [await timed(...sides[0]), await timed(...sides[1])];
+    const [b, a] = i % 2 === 0 ? [x, y] : [y, x];
+    fixed.base.push(b.ms);
+    fixed.tuned.push(a.ms);
+    if (a.tokens === b.tokens) fixed.equal++;
+    fixed.tokens += b.tokens;
+  }
+  if (!fixedWork) console.log(
+    `  the same work on both sides (the same prompts, no stop strings: ${(fixed.tokens / n).toFixed(1)} tokens generated on average, ` +
+      `as many on both sides in ${fixed.equal}/${n}):`,
+  );
+  if (!fixedWork) {
+    row("base model, same work", fixed.base);
+    row("base + adapter, same work", fixed.tuned);
+    ratio("adapter/base, same work", fixed.tuned, fixed.base, "<= 1.2");
+  }
 
   // Typing: the line after the cursor is being written, and one more character is typed. Measured for the whole
   // completion and for the prompt alone (1 token: the time to the first token, where reuse saves its time).
@@ -212,7 +267,8 @@ async function main() {
       `costs more than the tokens generated`,
   );
 
-  await typingThroughScheduler(base, format, files, densityOf(base), provider);
+  if (fixedWork) console.log("\nthe scheduler's part is left out with --shape: this model's suggestions are empty (see --help)");
+  else await typingThroughScheduler(base, format, files, densityOf(base), provider);
   console.log(`\ntotal ${((Date.now() - started) / 1000).toFixed(0)} s`);
 }
 

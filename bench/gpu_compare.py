@@ -32,9 +32,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TRAINER = os.path.join(HERE, "..", "trainer")
 sys.path.insert(0, TRAINER)
 
+from repotune_trainer.tiny import SHAPES  # noqa: E402  (the trainer is imported from its folder)
+
 # Qwen2.5-Coder-1.5B (config.json of Qwen/Qwen2.5-Coder-1.5B): tied embeddings, Q/K/V biases.
-FULL = dict(width=1536, n_layer=28, n_head=12, n_head_kv=2, n_ff=8960, n_vocab=151936, rope_base=1e6, rms_eps=1e-6,
-            context_length=32768)
+FULL = SHAPES["qwen2.5-coder-1.5b"]
 SMALL = dict(width=256, n_layer=2, n_head=4, n_head_kv=2, n_ff=768, n_vocab=4096, rope_base=1e6, rms_eps=1e-6,
              context_length=4096)
 # RepoTune --targets names and the Hugging Face module names of the same matrices.

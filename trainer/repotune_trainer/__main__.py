@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="matrix type; q4_k_m is llama.cpp's Q4_K/Q6_K mixture and needs --width 256 (or a multiple)")
     m.add_argument("--width", type=int, default=64, help="n_embd (FFN is 3x); a multiple of 16, of 256 for q4_k_m")
     m.add_argument("--tied", action="store_true", help="no output.weight: the output head reuses token_embd")
+    m.add_argument("--shape", choices=["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"], default=None,
+                   help="a real model's shapes (layers, heads, FFN, vocabulary size; qwen2, tied; random weights, drawn "
+                        "in parallel) in place of --width")
 
     sub.add_parser("selftest", help="check that torch and numpy are usable; one JSON line")
 
@@ -90,7 +93,14 @@ def _tiny_model(args) -> int:
     from .events import emit
     from .tiny import write_tiny_model
     try:
-        write_tiny_model(args.out, args.arch, args.seed, args.dtype, args.tied, args.width)
+        if args.shape:
+            from .tiny import SHAPES
+            shape = dict(SHAPES[args.shape])
+            if args.arch != "qwen2":
+                raise ValueError(f"--shape {args.shape} is a qwen2 model; give --arch qwen2")
+            write_tiny_model(args.out, "qwen2", args.seed, args.dtype, True, shape.pop("width"), fast=True, **shape)
+        else:
+            write_tiny_model(args.out, args.arch, args.seed, args.dtype, args.tied, args.width)
     except ValueError as e:
         emit("error", code="bad_args", message=f"Invalid trainer arguments: {e}")
         return 2

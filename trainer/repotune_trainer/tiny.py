@@ -38,6 +38,15 @@ K_QUANT_WIDTH = kquants.QK_K
 # config() keyword -> CONFIG key; None keeps the default.
 SHAPE_OPTIONS = ("n_layer", "n_head", "n_head_kv", "n_ff", "n_vocab", "rope_base", "rms_eps", "context_length")
 
+# Real models' shapes (from their config.json), for benchmarks: random weights, the tiny byte-level vocabulary padded
+# with unused tokens to the real size. Both tie the output head to the embedding in the real files (`tied`).
+SHAPES = {
+    "qwen2.5-coder-0.5b": dict(width=896, n_layer=24, n_head=14, n_head_kv=2, n_ff=4864, n_vocab=151936,
+                               rope_base=1e6, rms_eps=1e-6, context_length=32768),
+    "qwen2.5-coder-1.5b": dict(width=1536, n_layer=28, n_head=12, n_head_kv=2, n_ff=8960, n_vocab=151936,
+                               rope_base=1e6, rms_eps=1e-6, context_length=32768),
+}
+
 
 def config(width: int = 64, **shape) -> Dict[str, float]:
     """CONFIG at another width: n_embd = width, FFN 3 * width, same 4 query / 2 KV heads (head_dim = width / 4).
@@ -175,6 +184,11 @@ def _draw(item, rng: np.random.Generator, fast: bool) -> np.ndarray:
         x = rng.standard_normal(shape)
         if kind == "lin":
             x = x * gain / np.sqrt(shape[1])
+    if kind == "embed" or item[0] == "output.weight":
+        # A padded vocabulary's unused tokens get zero rows: in a real model they are never trained and never
+        # predicted, and a random row for each would make one of them the likely prediction (they are 99.8% of a
+        # 151,936-token vocabulary) and stop generation at once.
+        x[BASE_VOCAB:] = 0
     if kind == "norm":
         x = 1.0 + 0.1 * x
     elif kind == "bias":

@@ -174,12 +174,15 @@ def test_fast_generator_is_deterministic_and_writes_its_own_weights_in_order(tmp
 
 def test_fast_generator_keeps_the_weight_scales():
     from repotune_trainer.tiny import make_weights
+    from repotune_trainer.tiny import BASE_VOCAB
     w = make_weights("llama", 0, width=256, fast=True, n_ff=1024, n_vocab=2000)
     assert all(x.dtype == np.float32 for x in w.values())
-    assert np.std(w["token_embd.weight"]) == pytest.approx(1.0, rel=0.02)
+    assert np.std(w["token_embd.weight"][:BASE_VOCAB]) == pytest.approx(1.0, rel=0.02)
     assert np.std(w["blk.0.attn_q.weight"]) == pytest.approx(1 / np.sqrt(256), rel=0.02)
     assert np.std(w["blk.1.ffn_down.weight"]) == pytest.approx(0.5 / np.sqrt(1024), rel=0.02)
-    assert np.std(w["output.weight"]) == pytest.approx(2 / np.sqrt(256), rel=0.02)
+    assert np.std(w["output.weight"][:BASE_VOCAB]) == pytest.approx(2 / np.sqrt(256), rel=0.02)
+    # The padding's unused tokens are never predicted: zero rows in the embedding and the output head.
+    assert not w["token_embd.weight"][BASE_VOCAB:].any() and not w["output.weight"][BASE_VOCAB:].any()
     assert np.mean(w["blk.0.attn_norm.weight"]) == pytest.approx(1.0, abs=0.03)
     assert np.std(w["blk.0.attn_norm.weight"]) == pytest.approx(0.1, rel=0.2)
 
@@ -210,3 +213,17 @@ def test_trainer_trains_a_model_with_other_shapes(tmp_path):
     assert done["event"] == "done" and done["val_loss"] < done["val_loss_base"]
     # CPU run: no CUDA allocator peak to report
     assert "peak_memory_bytes" not in done
+
+
+def test_real_model_shapes_are_valid_and_the_cli_knows_them(tmp_path):
+    from repotune_trainer.tiny import SHAPES, config
+    for name, shape in SHAPES.items():
+        s = dict(shape)
+        c = config(s.pop("width"), **s)
+        # Qwen2.5-Coder's head size is 64 (0.5B: 896 / 14) and 128 (1.5B: 1536 / 12).
+        assert c["n_embd"] // c["n_head"] == {"qwen2.5-coder-0.5b": 64, "qwen2.5-coder-1.5b": 128}[name]
+        assert c["n_vocab"] == 151936 and c["n_ff"] % 32 == 0
+    # Those shapes are qwen2's: another architecture is refused with the reason.
+    p, events = run_cli("tiny-model", "--arch", "llama", "--shape", "qwen2.5-coder-0.5b", "--out", str(tmp_path / "x.gguf"))
+    assert p.returncode == 2 and "give --arch qwen2" in events[-1]["message"]
+    assert not (tmp_path / "x.gguf").exists()
