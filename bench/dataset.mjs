@@ -4,11 +4,11 @@
 // Run from the repository root after `node esbuild.mjs`: node bench/dataset.mjs [options]
 import { execFileSync, fork } from "node:child_process";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { promises as fsp } from "node:fs";
 import { createRequire } from "node:module";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { dirname, extname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { mulberry32 } from "./random.mjs";
@@ -23,7 +23,9 @@ const HELP = `node bench/dataset.mjs [--files 50000] [--kb 10] [--seed 1] [--seq
   --seq-len N    the dataset's sequence length (RepoTune's default is 256)
   --phases LIST  comma-separated, any of: plain (git ls-files + reading each file), select (file selection
                  alone, as the build does it), standin (the whole build, a stand-in tokenizer in place of the engine), engine (the whole
-                 build, the engine's tokenizer with the tiny model). Default: all four.
+                 build, the engine's tokenizer with the tiny model), floor (after standin: the per-file checks
+                 alone on one thread, then the stand-in build's output bytes written; the least any build must do).
+                 Default: all five.
   --repo DIR     measure this repository instead of generating one (a generated one is kept with --keep)
   --src DIR      measure the sources in DIR instead of ./src (to compare a change against a copy of the old code)
   --keep         keep the temporary folder (repository, datasets, tiny model)
@@ -37,7 +39,7 @@ const { values: args } = parseArgs({
     kb: { type: "string", default: "10" },
     seed: { type: "string", default: "1" },
     "seq-len": { type: "string", default: "256" },
-    phases: { type: "string", default: "plain,select,standin,engine" },
+    phases: { type: "string", default: "plain,select,standin,engine,floor" },
     repo: { type: "string" },
     src: { type: "string", default: "src" },
     keep: { type: "boolean", default: false },
@@ -60,7 +62,7 @@ async function main() {
     return;
   }
   const phases = args.phases.split(",").map((p) => p.trim());
-  for (const p of phases) if (!["plain", "select", "standin", "engine"].includes(p)) fail(`Unknown phase "${p}"; see --help.`);
+  for (const p of phases) if (!["plain", "select", "standin", "engine", "floor"].includes(p)) fail(`Unknown phase "${p}"; see --help.`);
   const enginePath = join(repoRoot, "dist", "engine.mjs");
   // The stand-in build also loads the model once, for its prompt format and special tokens.
   if ((phases.includes("engine") || phases.includes("standin")) && !existsSync(enginePath)) fail(`${enginePath} is missing: run \`node esbuild.mjs\` from the repository root first.`);
@@ -117,6 +119,10 @@ async function bundleLibrary(src) {
         `export { EngineClient } from ${JSON.stringify(join(src, "core/engineClient"))};`,
         `export { promptFormatFor } from ${JSON.stringify(join(src, "core/promptFormat"))};`,
         `export { ensureTinyModel } from ${JSON.stringify(join(src, "core/tinyModel"))};`,
+        // The floor phase: the per-file checks every build makes, called one by one.
+        `export { contentReason, languageOf } from ${JSON.stringify(join(src, "core/dataset/classify"))};`,
+        `export { triggeredRules } from ${JSON.stringify(join(src, "core/dataset/secretPrefilter"))};`,
+        `export { fingerprint } from ${JSON.stringify(join(src, "core/dataset/dedupe"))};`,
       ].join("\n"),
       resolveDir: repoRoot,
       loader: "ts",
@@ -150,6 +156,8 @@ async function runPhase(phase, setup) {
     const t0 = performance.now();
     const { files, bytes } = await plainRead(repo);
     result = { files, bytes, seconds: seconds(t0) };
+  } else if (phase === "floor") {
+    result = await floorPhase(lib, setup);
   } else if (phase === "select") {
     // What the build selects with: lengths and fingerprints (selectRecords), or the texts in older sources.
     const t0 = performance.now();
@@ -194,6 +202,60 @@ async function plainRead(repo) {
   };
   await Promise.all(Array.from({ length: 16 }, reader));
   return { files: paths.length, bytes };
+}
+
+/**
+ * The least work any build that keeps this issue's promises must do, measured part by part on one thread: every file
+ * read and decoded (as the plain read), classified (language, generated, minified, data-heavy), scanned for secrets
+ * (only the prefilter: the full scan runs on the few files it flags) and fingerprinted for dedupe (SHA-256 and
+ * MinHash), then the bytes the stand-in build wrote (examples.jsonl with every example's text, tokens, flags)
+ * written once to one file, without fsync. Nothing else: no dedupe decisions, split, examples, tokens or packing.
+ * Its CPU seconds over the machine's cores is the best any build could do here with every core busy all the time.
+ */
+async function floorPhase(lib, setup) {
+  const paths = execFileSync("git", ["ls-files", "-z"], { cwd: setup.repo, maxBuffer: 1 << 30 }).toString("utf8").split("\0").filter(Boolean);
+  const decoder = new TextDecoder("utf-8");
+  const parts = { "read and decode": 0, classify: 0, "secret prefilter": 0, fingerprint: 0, "write outputs": 0 };
+  const cpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
+  const t0 = performance.now();
+  let bytes = 0;
+  for (const rel of paths) {
+    let c = cpu();
+    let text;
+    try {
+      const b = readFileSync(join(setup.repo, rel));
+      bytes += b.length;
+      text = decoder.decode(b);
+    } catch {
+      continue;
+    }
+    let d = cpu();
+    parts["read and decode"] += d - c;
+    const language = lib.languageOf(rel, text);
+    lib.contentReason(rel, text, language);
+    c = cpu();
+    parts.classify += c - d;
+    lib.triggeredRules(text, extname(rel));
+    d = cpu();
+    parts["secret prefilter"] += d - c;
+    lib.fingerprint(text);
+    parts.fingerprint += cpu() - d;
+  }
+  // The stand-in build's output size, when it ran; written a megabyte at a time and then removed.
+  const built = join(setup.work, "data-standin");
+  const outBytes = existsSync(built) ? readdirSync(built).reduce((n, f) => n + statSync(join(built, f)).size, 0) : 0;
+  if (outBytes > 0) {
+    const c = cpu();
+    const target = join(setup.work, "floor-write.bin");
+    const chunk = Buffer.alloc(1 << 20, 97);
+    const fd = openSync(target, "w");
+    for (let left = outBytes; left > 0; left -= chunk.length) writeSync(fd, chunk, 0, Math.min(chunk.length, left));
+    closeSync(fd);
+    rmSync(target);
+    parts["write outputs"] = cpu() - c;
+  }
+  const total = Object.values(parts).reduce((a, b) => a + b, 0);
+  return { seconds: seconds(t0), files: paths.length, bytes, outBytes, parts, floorCpu: total };
 }
 
 /**
@@ -337,6 +399,21 @@ function report(r, planted) {
   if (planted) {
     const found = r.select?.skipped.secret ?? r.standin?.skipped.secret ?? r.engine?.skipped.secret;
     if (found !== undefined) console.log(`Planted secrets: ${planted.secrets}, files left out for a secret: ${found}${found === planted.secrets ? "" : "  <-- MISMATCH"}`);
+  }
+  if (r.floor) {
+    const f = r.floor;
+    const cores = availableParallelism();
+    const best = f.floorCpu / cores;
+    console.log("");
+    console.log(
+      `Floor (one thread, the per-file checks alone, then the stand-in build's ${mb(f.outBytes)} MB of outputs written): ` +
+        Object.entries(f.parts).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(", ") + ` CPU-s; ${f.floorCpu.toFixed(2)} CPU-s in all.`,
+    );
+    if (plainSeconds)
+      console.log(
+        `  On ${cores} cores, all busy all the time, that alone takes ${best.toFixed(2)} s: ${(plainSeconds / best).toFixed(2)} x the plain read at best ` +
+          `(the build's other work, examples, tokens, packing, dedupe and split, adds to it).`,
+      );
   }
   if (r.standin && plainSeconds) {
     const ratio = plainSeconds / r.standin.seconds;
