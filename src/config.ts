@@ -27,6 +27,12 @@ export class Config {
     return this.cfg.get<number>("completions.maxTokens", 48);
   }
 
+  /** Recently edited files of the same language whose snippets a completion prompt shows (0: none). */
+  get recentFiles(): number {
+    const n = this.cfg.get<number>("completions.recentFiles", 0);
+    return Number.isFinite(n) ? Math.min(5, Math.max(0, Math.floor(n))) : 0;
+  }
+
   /** Quiet time after a keystroke before a completion is generated. */
   get debounceMs(): number {
     return Math.max(0, this.cfg.get<number>("completions.debounceMs", 150));

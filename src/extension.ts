@@ -16,6 +16,8 @@ export interface RepoTuneApi {
   engineComplete(prefix: string, suffix: string, adapter: "active" | "none"): Promise<string>;
   /** Counters of the inline completion provider: generations started, most running at once, cache answers. */
   completionStats(): { requests: number; generations: number; running: number; maxRunning: number; cacheHits: number; joined: number };
+  /** The last prompt the inline completion provider gave the engine, as text (null before the first). */
+  lastCompletionPrompt(): string | null;
 }
 
 export function activate(context: vscode.ExtensionContext): RepoTuneApi {
@@ -53,6 +55,7 @@ export function activate(context: vscode.ExtensionContext): RepoTuneApi {
       return text ?? "";
     },
     completionStats: () => ({ ...completions.stats }),
+    lastCompletionPrompt: () => completions.lastPrompt,
   };
 }
 

@@ -11,15 +11,24 @@ import { CompletionGenerator } from "../core/completionGenerator";
 import { EngineError } from "../core/engineClient";
 import { repoName } from "../core/repoName";
 import { datasetPathOf, datasetRoots } from "../core/dataset/roots";
+import { contextKey } from "../core/recentEdits";
+import type { ContextFile } from "../core/promptFormat";
+import { RecentFiles } from "./recentFiles";
 
 export class CompletionProvider implements vscode.InlineCompletionItemProvider, vscode.Disposable {
   private readonly scheduler: CompletionScheduler;
   private readonly generator = new CompletionGenerator();
+  private readonly recent = new RecentFiles();
   private readonly subs: vscode.Disposable[];
 
   constructor(private readonly ctx: Ctx) {
     this.scheduler = new CompletionScheduler({ debounceMs: () => ctx.config.debounceMs });
-    this.subs = [ctx.onDidChangeAdapter(() => this.scheduler.clear())];
+    this.subs = [ctx.onDidChangeAdapter(() => this.scheduler.clear()), this.recent];
+  }
+
+  /** The last prompt the engine was given, as text (for the extension-host tests). */
+  get lastPrompt(): string | null {
+    return this.generator.lastPrompt?.map((s) => s.text).join("") ?? null;
   }
 
   /** Requests, generations, most running at once, cache and in-flight answers (for tests). */
@@ -56,33 +65,43 @@ export class CompletionProvider implements vscode.InlineCompletionItemProvider, 
   ): Promise<string | undefined> {
     const offset = doc.offsetAt(pos);
     const full = doc.getText();
+    // Snippets of other files the user has just edited (off unless repotune.completions.recentFiles says how many).
+    const context = this.recent.snippets(doc, this.ctx.config.recentFiles, (uri) => this.promptPath(uri)?.path ?? null);
     const key: CompletionKey = {
       // The document is part of the scope: its path and repository are in the prompt, so the same text in another
-      // file is another question.
-      scope: `${this.ctx.config.modelPath ?? ""}\u0000${adapterPath ?? ""}\u0000${doc.uri.toString()}`,
+      // file is another question; so are other snippets.
+      scope: `${this.ctx.config.modelPath ?? ""}\u0000${adapterPath ?? ""}\u0000${doc.uri.toString()}\u0000${contextKey(context)}`,
       prefix: full.slice(0, offset),
       suffix: full.slice(offset),
     };
-    return this.scheduler.request(key, (signal, t) => this.generate(doc, key, adapterPath, signal, t), token, fresh, trace);
+    return this.scheduler.request(key, (signal, t) => this.generate(doc, key, adapterPath, context, signal, t), token, fresh, trace);
+  }
+
+  /**
+   * A file's path as the dataset wrote it: relative to its folder, prefixed with the folder's name in a multi-root
+   * workspace (src/core/dataset/roots.ts), so that the prompt's header is the training one; null outside the workspace.
+   */
+  private promptPath(uri: vscode.Uri): { path: string; folder: string } | null {
+    const folders = this.ctx.folderPaths;
+    if (folders.length === 0) return null;
+    const found = datasetPathOf(datasetRoots(folders), uri.fsPath);
+    return found ? { path: found.path, folder: found.root.folder } : null;
   }
 
   private async generate(
-    doc: vscode.TextDocument, key: CompletionKey, adapterPath: string | null, signal: AbortSignal, trace: Trace,
+    doc: vscode.TextDocument, key: CompletionKey, adapterPath: string | null, context: ContextFile[], signal: AbortSignal, trace: Trace,
   ): Promise<string | undefined> {
     try {
       const modelPath = await this.ctx.modelPath();
       // An adapter trained on another base model (repotune.modelPath changed since) would make completions worse.
       if (adapterPath !== null && this.ctx.adapterProblem(adapterPath, modelPath)) adapterPath = null;
-      // The file's path as the dataset wrote it: relative to its folder, prefixed with the folder's name in a
-      // multi-root workspace (src/core/dataset/roots.ts), so that the prompt's header is the training one.
-      const folders = this.ctx.folderPaths;
-      const inWorkspace = !doc.isUntitled && folders.length ? datasetPathOf(datasetRoots(folders), doc.uri.fsPath) : null;
-      const folder = inWorkspace?.root.folder ?? null;
+      const inWorkspace = doc.isUntitled ? null : this.promptPath(doc.uri);
+      const folder = inWorkspace?.folder ?? null;
       const filePath = inWorkspace?.path ?? path.basename(doc.uri.fsPath);
       const engine = await this.ctx.engine.ready(modelPath);
       const text = await this.generator.generate(engine, {
         text: key.prefix + key.suffix, offset: key.prefix.length, filePath, repoName: folder ? await repoName(folder) : undefined,
-        adapterPath, maxTokens: this.ctx.config.maxTokens,
+        adapterPath, maxTokens: this.ctx.config.maxTokens, context,
       }, signal);
       trace.outcome = text ? "generated" : "generated nothing usable";
       return text;

@@ -1,7 +1,8 @@
 // One inline completion from a ready engine: the prompt cut as the adapter's training examples were, the serving path
 // (completeAtCursor) and the caches that keep a keystroke cheap. Free of VS Code, so that the provider
 // (src/completion/provider.ts) and the soak benchmark (bench/soak.mjs) run the same code.
-import { promptFormatFor } from "./promptFormat";
+import { promptFormatFor, type ContextFile } from "./promptFormat";
+import type { Segment } from "../protocol/engine";
 import { DensityCache } from "./completionWindow";
 import { completeAtCursor } from "./eval/serving";
 import { adapterInfo } from "./runStore";
@@ -19,6 +20,8 @@ export interface GenerateRequest {
   repoName: string | undefined;
   adapterPath: string | null;
   maxTokens: number;
+  /** Snippets of recently edited files to show before this one (src/core/recentEdits.ts). */
+  context?: readonly ContextFile[];
 }
 
 interface PromptShape {
@@ -30,6 +33,8 @@ export class CompletionGenerator {
   private readonly density = new DensityCache();
   private readonly shapes = new Map<string, Promise<PromptShape>>();
   private densityModel = "";
+  /** The last prompt given to the engine (for the extension-host tests and the debug log). */
+  lastPrompt: Segment[] | null = null;
 
   /** The text to show ("" when nothing is worth showing). Throws the engine's errors (cancelled, unavailable...). */
   async generate(engine: ReadyEngine, req: GenerateRequest, signal: AbortSignal): Promise<string> {
@@ -44,7 +49,9 @@ export class CompletionGenerator {
     const result = await completeAtCursor(client, promptFormatFor(info), {
       text: req.text, offset: req.offset, filePath: req.filePath, repoName: req.repoName,
       windowTokens: shape.windowTokens, charsPerToken: shape.charsPerToken, maxTokens: req.maxTokens, adapterPath: req.adapterPath,
+      context: req.context,
     }, { signal, density: this.density, supersede: true });
+    this.lastPrompt = result.prompt;
     return result.text;
   }
 

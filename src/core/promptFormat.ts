@@ -12,6 +12,17 @@ export interface FimInput {
   /** Path of the file relative to the repository root, for families that condition on it. */
   filePath?: string;
   repoName?: string;
+  /**
+   * Other files' code to show before this file (snippets of recently edited files), each as a file of the
+   * repository: only families pre-trained on repository-level prompts take them (`contextFiles`); others leave them out.
+   */
+  context?: readonly ContextFile[];
+}
+
+export interface ContextFile {
+  /** Path relative to the repository root, as the dataset writes paths. */
+  path: string;
+  text: string;
 }
 
 export interface PromptFormat {
@@ -22,6 +33,8 @@ export interface PromptFormat {
   readonly endOfMiddle: Segment;
   /** Texts of tokens that end a completion (the engine matches special tokens among them by token, not by text). */
   readonly stopStrings: string[];
+  /** Whether `fim` puts FimInput.context in the prompt (repository-level families) or leaves it out. */
+  readonly contextFiles: boolean;
 }
 
 interface FimTokens {
@@ -43,22 +56,27 @@ interface Family {
 const special = (text: string): Segment => ({ text, special: true });
 const plain = (text: string): Segment => ({ text, special: false });
 
-// Repo-level format of the Qwen2.5-Coder report (arXiv 2409.12186), also what llama.cpp's server sends:
-// <|repo_name|>name\n<|file_sep|>path\n<|fim_prefix|>...
+// Repo-level format of the Qwen2.5-Coder report (arXiv 2409.12186), also what llama.cpp's server sends (other files'
+// chunks included, each ending with a newline): <|repo_name|>name\n<|file_sep|>other\ncode\n<|file_sep|>path\n<|fim_prefix|>...
 function qwenHeaders(input: FimInput): Segment[] {
   const out: Segment[] = [];
   if (input.repoName !== undefined) out.push(special("<|repo_name|>"), plain(`${input.repoName}\n`));
+  for (const c of input.context ?? []) out.push(special("<|file_sep|>"), plain(`${c.path}\n${endWithNewline(c.text)}`));
   if (input.filePath !== undefined) out.push(special("<|file_sep|>"), plain(`${input.filePath}\n`));
   return out;
 }
 
-// StarCoder2 was trained on "<repo_name>name<file_sep>path\ncode": no newline after the repository name.
+// StarCoder2 was trained on "<repo_name>name<file_sep>path\ncode<file_sep>path\ncode": no newline after the
+// repository name.
 function starcoderHeaders(input: FimInput): Segment[] {
   const out: Segment[] = [];
   if (input.repoName !== undefined) out.push(special("<repo_name>"), plain(input.repoName));
+  for (const c of input.context ?? []) out.push(special("<file_sep>"), plain(`${c.path}\n${endWithNewline(c.text)}`));
   if (input.filePath !== undefined) out.push(special("<file_sep>"), plain(`${input.filePath}\n`));
   return out;
 }
+
+const endWithNewline = (text: string): string => (text.endsWith("\n") ? text : `${text}\n`);
 
 const FAMILIES: Family[] = [
   {
@@ -119,6 +137,7 @@ export function promptFormatFor(info: ModelInfo): PromptFormat {
     family: family.name,
     endOfMiddle: special(end),
     stopStrings,
+    contextFiles: family.headers !== undefined,
     fim(input: FimInput): Segment[] {
       const segments = [
         ...(family.headers?.(input) ?? []),

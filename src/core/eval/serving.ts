@@ -2,7 +2,7 @@
 // window of code around the cursor, the prompt format's FIM prompt, the engine's greedy completion, and the same
 // post-processing. Evaluation and `repotune complete` go through here, so what is measured is what is served.
 import type { CompleteResult, Segment } from "../../protocol/engine";
-import type { PromptFormat } from "../promptFormat";
+import type { ContextFile, PromptFormat } from "../promptFormat";
 import { cleanCompletion, completionMode, type CompletionMode } from "../completionText";
 import { completionWindow, type DensityCache } from "../completionWindow";
 
@@ -28,6 +28,8 @@ export interface CursorRequest {
   charsPerToken?: number | null;
   maxTokens: number;
   adapterPath: string | null;
+  /** Snippets of other files, before this one (formats with repository-level prompts only; see promptFormat.ts). */
+  context?: readonly ContextFile[];
 }
 
 export interface CursorCompletion {
@@ -37,6 +39,8 @@ export interface CursorCompletion {
   /** The model's output before post-processing. */
   raw: string;
   tokens: number;
+  /** The prompt the engine was given. */
+  prompt: Segment[];
 }
 
 export async function completeAtCursor(
@@ -46,12 +50,12 @@ export async function completeAtCursor(
   const density = req.charsPerToken ?? opts.density;
   const { prefix, suffix } = await completionWindow(engine, req.text, req.offset, req.windowTokens, req.filePath, req.repoName ?? "", density);
   const mode = completionMode(prefix, suffix);
-  const prompt = format.fim({ prefix, suffix, filePath: req.filePath, repoName: req.repoName });
+  const prompt = format.fim({ prefix, suffix, filePath: req.filePath, repoName: req.repoName, context: req.context });
   // A single-line completion ends at its first line end (cleanCompletion cuts it there): generating past it only costs time.
   const stop = mode === "line" ? [...format.stopStrings, "\n"] : format.stopStrings;
   const result = await engine.complete(
     { prompt, adapterPath: req.adapterPath, maxTokens: req.maxTokens, stop, ...(opts.supersede ? { supersede: true } : {}) },
     opts.signal,
   );
-  return { text: cleanCompletion(result.text, { prefix, suffix, singleLine: mode === "line" }), mode, raw: result.text, tokens: result.tokens };
+  return { text: cleanCompletion(result.text, { prefix, suffix, singleLine: mode === "line" }), mode, raw: result.text, tokens: result.tokens, prompt };
 }

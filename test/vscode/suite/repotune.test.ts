@@ -98,6 +98,65 @@ suite("RepoTune in VS Code", () => {
     );
   });
 
+  test("with repotune.completions.recentFiles the prompt shows the last edit of another file of the language, and not without", async () => {
+    const folder = vscode.workspace.workspaceFolders?.[0];
+    assert.ok(folder, "no workspace folder is open");
+    const uri = (name: string) => vscode.Uri.joinPath(folder.uri, "src", name);
+    const other = uri("recent-other.js");
+    const python = uri("recent-other.py");
+    const current = uri("recent-current.js");
+    const lines = Array.from({ length: 60 }, (_, i) => `const filler${i} = ${i};`).join("\n") + "\n";
+    await vscode.workspace.fs.writeFile(other, new TextEncoder().encode(lines));
+    await vscode.workspace.fs.writeFile(python, new TextEncoder().encode("x = 1\n"));
+    await vscode.workspace.fs.writeFile(current, new Uint8Array());
+    const settings = vscode.workspace.getConfiguration("repotune");
+    await settings.update("completions.recentFiles", 2, vscode.ConfigurationTarget.Workspace);
+    // The prompt of the next completion in `editor` after typing `text` (the provider's, through inline suggest).
+    const promptAfterTyping = async (editor: vscode.TextEditor, text: string): Promise<string> => {
+      await vscode.commands.executeCommand("type", { text });
+      const typed = editor.document.getText();
+      const started = Date.now();
+      while (Date.now() - started < 30_000) {
+        await vscode.commands.executeCommand("editor.action.inlineSuggest.trigger");
+        await sleep(500);
+        const prompt = api.lastCompletionPrompt();
+        // The prompt of this request: the current file's header and everything typed so far before <|fim_suffix|>.
+        if (prompt?.includes(`<|file_sep|>src/recent-current.js\n<|fim_prefix|>${typed}<|fim_suffix|>`)) return prompt;
+      }
+      assert.fail(`no completion prompt for ${JSON.stringify(typed)} in 30 s; the last was ${JSON.stringify(api.lastCompletionPrompt())}`);
+    };
+    try {
+      // An edit in the middle of another JavaScript file, and one in a Python file.
+      const otherEditor = await vscode.window.showTextDocument(other);
+      await otherEditor.edit((e) => e.insert(new vscode.Position(30, 0), "const RECENT_MARK = 42;\n"));
+      const pyEditor = await vscode.window.showTextDocument(python);
+      await pyEditor.edit((e) => e.insert(new vscode.Position(0, 0), "PYTHON_MARK = 1\n"));
+      const editor = await vscode.window.showTextDocument(current);
+      const prompt = await promptAfterTyping(editor, "const x = ");
+      console.log(`prompt with recentFiles 2: ${JSON.stringify(prompt)}`);
+      const snippet = prompt.indexOf("<|file_sep|>src/recent-other.js\n");
+      assert.ok(snippet >= 0, "the other JavaScript file is in the prompt");
+      assert.ok(snippet < prompt.indexOf("<|file_sep|>src/recent-current.js\n"), "before the current file");
+      const shown = prompt.slice(snippet, prompt.indexOf("<|file_sep|>src/recent-current.js"));
+      // The lines around the edit: the edited line, some before it and more after it, not the whole file.
+      assert.ok(shown.includes("const RECENT_MARK = 42;\nconst filler30 = 30;"), shown);
+      assert.ok(shown.includes("const filler29 = 29;") && !shown.includes("const filler0 = 0;") && !shown.includes("filler59"), shown);
+      assert.ok(!prompt.includes("PYTHON_MARK"), "a file of another language is not shown");
+
+      await settings.update("completions.recentFiles", undefined, vscode.ConfigurationTarget.Workspace);
+      const without = await promptAfterTyping(editor, "1");
+      assert.ok(!without.includes("recent-other.js") && !without.includes("RECENT_MARK"), `off by default: ${JSON.stringify(without)}`);
+    } finally {
+      await settings.update("completions.recentFiles", undefined, vscode.ConfigurationTarget.Workspace);
+      // Leave the workspace as it was for the runs after this test: no edits, no new files.
+      for (const file of [other, python, current]) {
+        await vscode.window.showTextDocument(file);
+        await vscode.commands.executeCommand("workbench.action.revertAndCloseActiveEditor");
+        await vscode.workspace.fs.delete(file);
+      }
+    }
+  });
+
   test("choosing the adapter or the base model takes effect at the next completion, without a reload", async () => {
     const adapter = api.state().activeAdapter;
     assert.ok(adapter, "the fine-tune left an active adapter");
