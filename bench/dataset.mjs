@@ -117,6 +117,8 @@ async function bundleLibrary(src) {
         // A namespace: sources from before selectRecords existed (--src) have only selectFiles.
         `export * as select from ${JSON.stringify(join(src, "core/dataset/select"))};`,
         `export { EngineClient } from ${JSON.stringify(join(src, "core/engineClient"))};`,
+        // As tune does: engines with the vocabulary alone join the first one on a large folder (absent in older sources).
+        existsSync(join(src, "core/tokenizerPool.ts")) ? `export * as pool from ${JSON.stringify(join(src, "core/tokenizerPool"))};` : "export const pool = {};",
         `export { promptFormatFor } from ${JSON.stringify(join(src, "core/promptFormat"))};`,
         `export { ensureTinyModel } from ${JSON.stringify(join(src, "core/tinyModel"))};`,
         // The floor phase: the per-file checks every build makes, called one by one.
@@ -301,12 +303,13 @@ async function buildPhase(lib, setup, withEngine) {
   const lines = [];
   let built;
   let buildSeconds;
+  const pool = withEngine && lib.pool.TokenizerPool ? new lib.pool.TokenizerPool(engine, { enginePath: setup.enginePath, modelPath: setup.modelPath, log: (line) => lines.push(line) }) : null;
   try {
     const t0 = performance.now();
     built = await lib.buildDataset({
       folder: setup.repo,
       outDir: join(setup.work, withEngine ? "data-engine" : "data-standin"),
-      tokenizer: withEngine ? engine : standInTokenizer(),
+      tokenizer: withEngine ? (pool ?? engine) : standInTokenizer(),
       format: lib.promptFormatFor(info),
       model: info,
       modelPath: setup.modelPath,
@@ -316,6 +319,7 @@ async function buildPhase(lib, setup, withEngine) {
     });
     buildSeconds = seconds(t0);
   } finally {
+    await pool?.dispose();
     if (withEngine) {
       engineRss = peakRssOf(engine.pid);
       await engine.dispose();
@@ -337,6 +341,7 @@ async function buildPhase(lib, setup, withEngine) {
     examples: s.examples,
     tokens: s.trainTokens + s.valTokens,
     charsPerToken: s.charsPerToken,
+    tokenizing: lines.find((l) => /^Tokenizing on|tokenizing engine/.test(l)) ?? null,
   };
 }
 
@@ -392,7 +397,8 @@ function report(r, planted) {
     for (const [name, b] of builds) {
       console.log(`  ${name}: ${stepNames.map((s) => b.steps?.[s]?.toFixed(2) ?? "-").join(" | ")}`);
       console.log(`    ${b.filesUsed.toLocaleString("en")} files used, skipped ${JSON.stringify(b.skipped)}, duplicates ${JSON.stringify(b.duplicates)}, ` +
-        `${b.examples.toLocaleString("en")} examples, ${b.tokens.toLocaleString("en")} tokens (${b.charsPerToken.toFixed(2)} characters per token); engine load ${b.loadSeconds.toFixed(2)} s`);
+        `${b.examples.toLocaleString("en")} examples, ${b.tokens.toLocaleString("en")} tokens (${b.charsPerToken.toFixed(2)} characters per token); engine load ${b.loadSeconds.toFixed(2)} s` +
+        (b.tokenizing ? `; ${b.tokenizing}` : ""));
     }
   }
   if (r.select) console.log(`Selection: ${r.select.usable.toLocaleString("en")} usable, skipped ${JSON.stringify(r.select.skipped)}, secrets by rule ${JSON.stringify(r.select.secretFindings)}`);

@@ -20,6 +20,7 @@ import { adapterInfo, newRunId, readManifest, repoIdFor, type RunManifest } from
 import { completeAtCursor } from "./core/eval/serving";
 import { evaluate, DEFAULT_EVAL_MAX_TOKENS, DEFAULT_MAX_TASKS, type EvaluationResult } from "./core/eval/evaluate";
 import { evaluationTable } from "./core/eval/report";
+import { TokenizerPool } from "./core/tokenizerPool";
 import type { RunEvent } from "./protocol/run";
 
 const HELP = `Usage: repotune <command> [options]
@@ -337,10 +338,11 @@ async function cmdDataset(folderArgs: string[], values: Values): Promise<number>
   const engine = await EngineClient.start({ enginePath, log: () => undefined });
   try {
     const info = await engine.load(modelPath);
+    const tokenizer = new TokenizerPool(engine, { enginePath, modelPath, log: (m) => console.log(`  ${m}`) });
     const built = await buildDataset({
-      folder: folders.length === 1 ? folders[0] : folders, outDir, tokenizer: engine, format: promptFormatFor(info), model: info, modelPath, seqLen,
+      folder: folders.length === 1 ? folders[0] : folders, outDir, tokenizer, format: promptFormatFor(info), model: info, modelPath, seqLen,
       seed: resolveSettings(trainSettings(values)).seed, log: (m) => console.log(`  ${m}`),
-    });
+    }).finally(() => tokenizer.dispose());
     const s = built.summary;
     console.log(`dataset: ${s.filesUsed} files (skipped: ${describeSkipped(s.filesSkipped)}), ${s.examples} examples (${s.promptFormat})`);
     console.log(`train: ${s.trainSequences} sequences, ${s.trainTokens} tokens; validation: ${s.valSequences} sequences, ${s.valTokens} tokens; seq_len ${s.seqLen}`);

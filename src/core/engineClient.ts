@@ -145,8 +145,9 @@ export class EngineClient {
     else this.exitListeners.push(listener);
   }
 
-  load(modelPath: string, gpu: "auto" | "off" = "auto"): Promise<ModelInfo> {
-    return this.request("load", { modelPath, gpu });
+  /** `vocabOnly`: the model's tokenizer alone (no weights, no GPU), for an engine that only tokenizes. */
+  load(modelPath: string, gpu: "auto" | "off" = "auto", opts: { vocabOnly?: boolean } = {}): Promise<ModelInfo> {
+    return this.request("load", { modelPath, gpu, vocabOnly: opts.vocabOnly ?? false });
   }
 
   async tokenize(items: Segment[][]): Promise<number[][]> {

@@ -18,6 +18,7 @@ import { checkPython } from "./python";
 import { runTrainer, type TrainerExit, type TrainerProcessOptions } from "./trainerProcess";
 import { runDetachedTrainer } from "./trainerDetached";
 import { trainerFailure } from "./trainerFailure";
+import { TokenizerPool } from "./tokenizerPool";
 import { estimateMemory } from "./memoryEstimate";
 import { deviceOf, lastMeasured, planLines, RunPlanner, withPlan, type ConfirmPlan } from "./planRun";
 import type { Estimator } from "./plan";
@@ -207,10 +208,12 @@ class Pipeline {
       if (settings.seqLen > info.trainContextSize) {
         throw new UserError(`The sequence length ${settings.seqLen} is longer than the model's context (${info.trainContextSize} tokens). Lower repotune.training.seqLen.`);
       }
+      // A large folder is tokenized on more cores: engines holding only the vocabulary join this one.
+      const tokenizer = new TokenizerPool(engine, { enginePath: opts.enginePath, modelPath: opts.modelPath, log: (message) => this.emit({ type: "log", time: Date.now(), message }) });
       const built = await buildDataset({
         folder: opts.folder,
         outDir: run.dataDir,
-        tokenizer: engine,
+        tokenizer,
         format,
         model: info,
         modelPath: opts.modelPath,
@@ -225,7 +228,7 @@ class Pipeline {
         signal: opts.signal,
         log: (message) => this.emit({ type: "log", time: Date.now(), message }),
         update: opts.update && { sinceCommit: opts.update.sinceCommit, replayFraction: opts.update.replayFraction },
-      });
+      }).finally(() => tokenizer.dispose());
       this.result.summary = built.summary;
       // Steps the user did not choose follow the data: about three passes over it (a small repository gets more
       // epochs, a large one is not cut short at a fixed count).

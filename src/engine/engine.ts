@@ -34,6 +34,8 @@ export interface CompleteParams {
 interface LoadedModel {
   path: string;
   gpu: GpuSetting;
+  /** The tokenizer alone: it can tokenize, not complete. */
+  vocabOnly: boolean;
   model: LlamaModel;
   info: ModelInfo;
 }
@@ -67,8 +69,9 @@ export class Engine {
 
   constructor(private readonly log: (line: string) => void) {}
 
-  load(modelPath: string, gpu: GpuSetting): Promise<ModelInfo> {
-    const run = this.exclusive(() => this.loadNow(modelPath, gpu));
+  load(modelPath: string, gpu: GpuSetting, vocabOnly = false): Promise<ModelInfo> {
+    // The tokenizer alone needs no GPU: the CPU build, so that a tokenizing engine takes no GPU memory.
+    const run = this.exclusive(() => this.loadNow(modelPath, vocabOnly ? "off" : gpu, vocabOnly));
     const loading = run.catch(() => undefined);
     this.loading = loading;
     void loading.then(() => {
@@ -226,9 +229,10 @@ export class Engine {
     });
   }
 
-  private async loadNow(modelPath: string, gpu: GpuSetting): Promise<ModelInfo> {
+  private async loadNow(modelPath: string, gpu: GpuSetting, vocabOnly: boolean): Promise<ModelInfo> {
     const path = resolve(modelPath);
-    if (this.loaded !== null && this.loaded.path === path && this.loaded.gpu === gpu) return this.loaded.info;
+    const l = this.loaded;
+    if (l !== null && l.path === path && l.gpu === gpu && l.vocabOnly === vocabOnly) return l.info;
     const fileInfo = await readGguf(path, "model");
     const type = generalField(fileInfo, "type");
     if (type === "adapter") {
@@ -242,7 +246,7 @@ export class Engine {
     const started = Date.now();
     let model: LlamaModel;
     try {
-      model = await llama.loadModel({ modelPath: path, gpuLayers: gpu === "off" ? 0 : "auto" });
+      model = await llama.loadModel({ modelPath: path, gpuLayers: gpu === "off" ? 0 : "auto", ...(vocabOnly ? { vocabOnly: true } : {}) });
     } catch (err) {
       const arch = generalField(fileInfo, "architecture") ?? "unknown";
       throw new EngineFailure(
@@ -259,8 +263,8 @@ export class Engine {
       await model.dispose();
       throw err;
     }
-    this.loaded = { path, gpu, model, info };
-    this.log(`loaded ${path} (${info.arch}, ${info.vocabSize} tokens, gpu ${llama.gpu || "none"}, ${model.gpuLayers} layers on GPU) in ${Date.now() - started} ms`);
+    this.loaded = { path, gpu, vocabOnly, model, info };
+    this.log(`loaded ${vocabOnly ? "the vocabulary of " : ""}${path} (${info.arch}, ${info.vocabSize} tokens, gpu ${llama.gpu || "none"}, ${model.gpuLayers} layers on GPU) in ${Date.now() - started} ms`);
     return info;
   }
 
@@ -307,6 +311,9 @@ export class Engine {
   private async contextFor(adapterPath: string | null): Promise<ActiveContext> {
     const loaded = this.loaded;
     if (loaded === null) throw notLoaded();
+    if (loaded.vocabOnly) {
+      throw new EngineFailure("not_loaded", `Only the vocabulary of ${loaded.path} is loaded (for tokenizing); load the model to complete.`);
+    }
     const wanted = adapterPath === null ? null : resolve(adapterPath);
     if (this.active !== null && this.active.adapterPath === wanted) return this.active;
     if (wanted !== null) await this.checkAdapter(wanted, loaded);

@@ -58,7 +58,7 @@ async function handle(raw: unknown): Promise<void> {
 async function dispatch(request: EngineRequest): Promise<unknown> {
   switch (request.method) {
     case "load":
-      return engine.load(request.params.modelPath, request.params.gpu);
+      return engine.load(request.params.modelPath, request.params.gpu, request.params.vocabOnly);
     case "tokenize":
       return { tokens: await engine.tokenize(request.params.items) };
     case "detokenize":

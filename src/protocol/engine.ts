@@ -32,7 +32,12 @@ export const ModelInfo = z.object({
 export type ModelInfo = z.infer<typeof ModelInfo>;
 
 export const EngineRequest = z.discriminatedUnion("method", [
-  z.object({ id: z.number().int(), method: z.literal("load"), params: z.object({ modelPath: z.string(), gpu: z.enum(["auto", "off"]).default("auto") }) }),
+  z.object({
+    id: z.number().int(),
+    method: z.literal("load"),
+    // vocabOnly: the tokenizer alone, on the CPU (no weights read, no GPU touched): an engine that only tokenizes.
+    params: z.object({ modelPath: z.string(), gpu: z.enum(["auto", "off"]).default("auto"), vocabOnly: z.boolean().default(false) }),
+  }),
   z.object({ id: z.number().int(), method: z.literal("tokenize"), params: z.object({ items: z.array(z.array(Segment)) }) }),
   z.object({ id: z.number().int(), method: z.literal("detokenize"), params: z.object({ tokens: z.array(z.number().int()) }) }),
   z.object({
