@@ -64,7 +64,7 @@ const maxTokens = fixedWork ? Number(args["gen-tokens"]) : Number(args["max-toke
 const seqLen = Number(args["seq-len"]);
 requireBuiltEngine();
 
-const { EngineClient, promptFormatFor, completionWindow, DensityCache, cleanCompletion, completionMode, completeAtCursor, CompletionScheduler, tune } =
+const { EngineClient, promptFormatFor, completionWindow, DensityCache, cleanCompletion, completionMode, completeAtCursor, CompletionScheduler, tune, snippetAround } =
   await loadModules("completion", [
     `export { EngineClient } from "./src/core/engineClient";`,
     `export { promptFormatFor } from "./src/core/promptFormat";`,
@@ -72,6 +72,7 @@ const { EngineClient, promptFormatFor, completionWindow, DensityCache, cleanComp
     `export { cleanCompletion, completionMode } from "./src/core/completionText";`,
     `export { completeAtCursor } from "./src/core/eval/serving";`,
     `export { CompletionScheduler } from "./src/core/completionScheduler";`,
+    `export { snippetAround } from "./src/core/recentEdits";`,
     `export { tune } from "./src/core/tune";`,
   ]);
 
@@ -128,10 +129,10 @@ async function main() {
   // As src/completion/provider.ts: characters per token measured once per file (DensityCache), not per request.
   const densities = new Map();
   const densityOf = (engine) => densities.get(engine) ?? densities.set(engine, new DensityCache()).get(engine);
-  async function provider(engine, adapter, doc, offset, tokens = maxTokens) {
+  async function provider(engine, adapter, doc, offset, tokens = maxTokens, context = undefined) {
     const t0 = performance.now();
     const { prefix, suffix } = await completionWindow(engine, doc.text, offset, seqLen, doc.path, "repotune", densityOf(engine));
-    const prompt = format.fim({ prefix, suffix, filePath: doc.path, repoName: "repotune" });
+    const prompt = format.fim({ prefix, suffix, filePath: doc.path, repoName: "repotune", context });
     const result = await engine.complete({ prompt, adapterPath: adapter, maxTokens: tokens, stop: stops, supersede: true });
     const text = cleanCompletion(result.text, { prefix, suffix, singleLine: completionMode(prefix, suffix) === "line" });
     return { ms: performance.now() - t0, text, result, prompt };
@@ -267,9 +268,57 @@ async function main() {
       `costs more than the tokens generated`,
   );
 
+  await typingWithSnippets(base, files, provider);
   if (fixedWork) console.log("\nthe scheduler's part is left out with --shape: this model's suggestions are empty (see --help)");
   else await typingThroughScheduler(base, format, files, densityOf(base), provider);
   console.log(`\ntotal ${((Date.now() - started) / 1000).toFixed(0)} s`);
+}
+
+/**
+ * Snippets of two recently edited files in the prompt (repotune.completions.recentFiles 2: the lines around the
+ * middle of the next two files, as src/core/recentEdits.ts cuts them): what they cost a cold request, and whether
+ * typing still reuses the prompt (the snippets come first and do not change while the user types in this file).
+ */
+async function typingWithSnippets(engine, files, provider) {
+  const s = { coldWithout: [], coldWith: [], warmWith: [], warmEval: [], coldEval: [], promptWithout: [], promptWith: [] };
+  const typed = pickPositions(files, typingRequests, 7);
+  for (const [i, p] of typed.entries()) {
+    const lineEnd = p.doc.text.indexOf("\n", p.offset);
+    const end = lineEnd < 0 ? p.doc.text.length : lineEnd;
+    const before = { path: p.doc.path, text: p.doc.text.slice(0, p.offset) + p.doc.text.slice(end) };
+    const after = { path: p.doc.path, text: p.doc.text.slice(0, p.offset + 1) + p.doc.text.slice(end) };
+    const k = files.indexOf(p.doc);
+    const [a, b] = [files[(k + 2) % files.length], files[(k + 3) % files.length]];
+    const context = [a, b].map((f) => {
+      const lines = f.text.split("\n");
+      return { path: f.path, text: snippetAround(lines, Math.floor(lines.length / 2)) };
+    });
+    const elsewhere = files[(k + 1) % files.length];
+    const cold = async (ctx) => {
+      await provider(engine, null, elsewhere, Math.floor(elsewhere.text.length / 2));
+      return provider(engine, null, after, p.offset + 1, maxTokens, ctx);
+    };
+    for (const side of i % 2 === 0 ? ["without", "with"] : ["with", "without"]) {
+      const r = await cold(side === "with" ? context : undefined);
+      s[side === "with" ? "coldWith" : "coldWithout"].push(r.ms);
+      s[side === "with" ? "promptWith" : "promptWithout"].push(r.result.promptTokens);
+      if (side === "with") s.coldEval.push(r.result.evaluatedTokens / r.result.promptTokens);
+    }
+    await provider(engine, null, before, p.offset, maxTokens, context);
+    const warm = await provider(engine, null, after, p.offset + 1, maxTokens, context);
+    s.warmWith.push(warm.ms);
+    s.warmEval.push(warm.result.evaluatedTokens / warm.result.promptTokens);
+  }
+  console.log(
+    `\nwith snippets of two recently edited files in the prompt (prompts ${median(s.promptWith)} tokens against ${median(s.promptWithout)} ` +
+      `without, medians; ${typed.length} positions):`,
+  );
+  row("cold, without snippets", s.coldWithout);
+  row("cold, with snippets", s.coldWith);
+  ratio("cold with/without snippets", s.coldWith, s.coldWithout, "none: their cost");
+  console.log(`  prompt tokens evaluated with snippets: ${pct(median(s.warmEval))} after typing, ${pct(median(s.coldEval))} cold (medians)`);
+  row("after typing, with snippets", s.warmWith);
+  ratio("typing/cold, with snippets", s.warmWith, s.coldWith, "< 0.5");
 }
 
 /**
