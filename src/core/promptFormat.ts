@@ -14,7 +14,7 @@ export interface FimInput {
   repoName?: string;
   /**
    * Other files' code to show before this file (snippets of recently edited files), each as a file of the
-   * repository: only families pre-trained on repository-level prompts take them (`contextFiles`); others leave them out.
+   * repository: only families pre-trained on repository-level prompts take them; others leave them out.
    */
   context?: readonly ContextFile[];
 }
@@ -33,8 +33,6 @@ export interface PromptFormat {
   readonly endOfMiddle: Segment;
   /** Texts of tokens that end a completion (the engine matches special tokens among them by token, not by text). */
   readonly stopStrings: string[];
-  /** Whether `fim` puts FimInput.context in the prompt (repository-level families) or leaves it out. */
-  readonly contextFiles: boolean;
 }
 
 interface FimTokens {
@@ -137,7 +135,6 @@ export function promptFormatFor(info: ModelInfo): PromptFormat {
     family: family.name,
     endOfMiddle: special(end),
     stopStrings,
-    contextFiles: family.headers !== undefined,
     fim(input: FimInput): Segment[] {
       const segments = [
         ...(family.headers?.(input) ?? []),

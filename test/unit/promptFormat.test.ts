@@ -121,7 +121,6 @@ test("snippets of other files come before the current file in the repository-lev
   ];
   const input = { prefix: "let x = ", suffix: ";\n", filePath: "src/c.ts", repoName: "repo", context };
   const qwen = promptFormatFor(QWEN);
-  assert.equal(qwen.contextFiles, true);
   assert.deepEqual(qwen.fim(input), [
     S("<|repo_name|>"), T("repo\n"),
     // Each snippet ends with a newline, as llama.cpp's server writes its extra context chunks.
@@ -132,14 +131,12 @@ test("snippets of other files come before the current file in the repository-lev
     S("<|fim_prefix|>"), T("let x = "), S("<|fim_suffix|>"), T(";\n"), S("<|fim_middle|>"),
   ]);
   const starcoder = promptFormatFor(STARCODER2);
-  assert.equal(starcoder.contextFiles, true);
   assert.deepEqual(starcoder.fim(input).slice(0, 6), [
     S("<repo_name>"), T("repo"), S("<file_sep>"), T("src/a.ts\nexport const a = 1;\n"), S("<file_sep>"), T("src/<|fim_prefix|>b.ts\nconst b = 2;\n"),
   ]);
   // Families without repository-level tokens leave the snippets out: the prompt is the one without them.
   for (const model of [DEEPSEEK, CODELLAMA]) {
     const format = promptFormatFor(model);
-    assert.equal(format.contextFiles, false);
     assert.deepEqual(format.fim(input), format.fim({ ...input, context: undefined }));
   }
   // No snippets: exactly the prompt training examples are made of.
