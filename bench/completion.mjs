@@ -223,10 +223,7 @@ async function main() {
   const typing = { warm: [], cold: [], warm1: [], cold1: [], warmEval: [], coldEval: [], differ: 0, tokens: [] };
   const typed = pickPositions(files, typingRequests, 7);
   for (const [i, p] of typed.entries()) {
-    const lineEnd = p.doc.text.indexOf("\n", p.offset);
-    const end = lineEnd < 0 ? p.doc.text.length : lineEnd;
-    const before = { path: p.doc.path, text: p.doc.text.slice(0, p.offset) + p.doc.text.slice(end) };
-    const after = { path: p.doc.path, text: p.doc.text.slice(0, p.offset + 1) + p.doc.text.slice(end) };
+    const { before, after } = typingAt(p);
     const other = files[(files.indexOf(p.doc) + 1) % files.length];
     for (const tokens of [maxTokens, 1]) {
       // Cold: the request before was for another file, so only the repository header is shared.
@@ -283,10 +280,7 @@ async function typingWithSnippets(engine, files, provider) {
   const s = { coldWithout: [], coldWith: [], warmWith: [], warmEval: [], coldEval: [], promptWithout: [], promptWith: [] };
   const typed = pickPositions(files, typingRequests, 7);
   for (const [i, p] of typed.entries()) {
-    const lineEnd = p.doc.text.indexOf("\n", p.offset);
-    const end = lineEnd < 0 ? p.doc.text.length : lineEnd;
-    const before = { path: p.doc.path, text: p.doc.text.slice(0, p.offset) + p.doc.text.slice(end) };
-    const after = { path: p.doc.path, text: p.doc.text.slice(0, p.offset + 1) + p.doc.text.slice(end) };
+    const { before, after } = typingAt(p);
     const k = files.indexOf(p.doc);
     const [a, b] = [files[(k + 2) % files.length], files[(k + 3) % files.length]];
     const context = [a, b].map((f) => {
@@ -346,9 +340,7 @@ async function typingThroughScheduler(engine, format, files, density, provider) 
   };
   const newScheduler = () => new CompletionScheduler({ debounceMs: () => 0 });
   for (const [i, p] of positions.entries()) {
-    const lineEnd = p.doc.text.indexOf("\n", p.offset);
-    const end = lineEnd < 0 ? p.doc.text.length : lineEnd;
-    const before = { path: p.doc.path, text: p.doc.text.slice(0, p.offset) + p.doc.text.slice(end) };
+    const { before } = typingAt(p);
     const typedDoc = (c) => ({ path: p.doc.path, text: before.text.slice(0, p.offset) + c + before.text.slice(p.offset) });
     const elsewhere = files[(files.indexOf(p.doc) + 1) % files.length];
     const cold = async (doc) => {
@@ -429,6 +421,19 @@ async function rawGenerator(modelPath) {
       });
       return { ms: performance.now() - t0, text };
     },
+  };
+}
+
+/**
+ * A line being written at position `p`: the document with the rest of the line gone (`before`, the cursor at
+ * p.offset) and with one more character of it typed (`after`, the cursor at p.offset + 1).
+ */
+function typingAt(p) {
+  const lineEnd = p.doc.text.indexOf("\n", p.offset);
+  const end = lineEnd < 0 ? p.doc.text.length : lineEnd;
+  return {
+    before: { path: p.doc.path, text: p.doc.text.slice(0, p.offset) + p.doc.text.slice(end) },
+    after: { path: p.doc.path, text: p.doc.text.slice(0, p.offset + 1) + p.doc.text.slice(end) },
   };
 }
 
