@@ -5,7 +5,7 @@
 // files and models without FIM tokens (modelValidate.test.ts), adapters for another base model
 // (adapterCheck.test.ts), malformed trainer output (trainerProcess.test.ts).
 // Run from the repository root after `node esbuild.mjs`.
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { closeSync, copyFileSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
@@ -19,8 +19,8 @@ import { updateAdapter } from "../../src/core/update";
 import { ExampleLine } from "../../src/protocol/dataset";
 import type { ModelInfo } from "../../src/protocol/engine";
 import type { RunEvent } from "../../src/protocol/run";
-import { enginePath, git, python, removeDir, sampleSources, tempDir, trainerRoot, writeFiles } from "./support/pipeline";
-import { startTinyEngine } from "./support/tinyEngine";
+import { enginePath, git, python, sampleSources, trainerRoot, writeFiles } from "./support/pipeline";
+import { useTinyEngine } from "./support/tinyEngine";
 
 let dir: string;
 let engine: EngineClient;
@@ -28,14 +28,7 @@ let info: ModelInfo;
 let format: PromptFormat;
 let modelPath: string;
 
-before(async () => {
-  dir = tempDir("bad-inputs");
-  ({ modelPath, engine, info, format } = await startTinyEngine(dir));
-});
-after(async () => {
-  await engine?.dispose();
-  removeDir(dir);
-});
+useTinyEngine("bad-inputs", (tiny) => ({ dir, modelPath, engine, info, format } = tiny));
 
 const build = (folder: string, outDir: string, extra: Partial<BuildDatasetOptions> = {}) =>
   buildDataset({ folder, outDir, tokenizer: engine, format, model: info, modelPath, seqLen: 128, seed: 0, ...extra });

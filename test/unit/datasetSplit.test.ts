@@ -1,7 +1,7 @@
 // The held-out split and duplicates on real folders: recency in a git repository whose commits have controlled dates,
 // a hash outside git, and copies of held-out files kept out of training. Datasets are built with the engine's
 // tokenizer on the tiny model. Run from the repository root after `node esbuild.mjs`.
-import { after, before, describe, test } from "node:test";
+import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
@@ -12,8 +12,8 @@ import type { EngineClient } from "../../src/core/engineClient";
 import type { PromptFormat } from "../../src/core/promptFormat";
 import { ExampleLine } from "../../src/protocol/dataset";
 import type { ModelInfo } from "../../src/protocol/engine";
-import { removeDir, tempDir, writeFiles } from "./support/pipeline";
-import { startTinyEngine } from "./support/tinyEngine";
+import { writeFiles } from "./support/pipeline";
+import { useTinyEngine } from "./support/tinyEngine";
 import { code, datedRepo, day, gitAt } from "./support/datedRepo";
 
 let dir: string;
@@ -22,14 +22,7 @@ let info: ModelInfo;
 let format: PromptFormat;
 let modelPath: string;
 
-before(async () => {
-  dir = tempDir("split");
-  ({ modelPath, engine, info, format } = await startTinyEngine(dir));
-});
-after(async () => {
-  await engine?.dispose();
-  removeDir(dir);
-});
+useTinyEngine("split", (tiny) => ({ dir, modelPath, engine, info, format } = tiny));
 
 const build = (folder: string, out: string, seed = 0) =>
   buildDataset({ folder, outDir: path.join(dir, out), tokenizer: engine, format, model: info, modelPath, seqLen: 128, seed });

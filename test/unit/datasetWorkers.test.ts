@@ -3,7 +3,7 @@
 // examples.jsonl assembled from a head and a tail are exampleLine's; a token store that spills in the background
 // reads back what was added. Datasets are built with the engine's tokenizer on the tiny model. Run from the
 // repository root after `node esbuild.mjs`.
-import { after, before, describe, test } from "node:test";
+import { before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
@@ -17,7 +17,7 @@ import type { EngineClient } from "../../src/core/engineClient";
 import type { PromptFormat } from "../../src/core/promptFormat";
 import type { ModelInfo } from "../../src/protocol/engine";
 import { makeGitRepo, removeDir, sampleSources, tempDir } from "./support/pipeline";
-import { startTinyEngine } from "./support/tinyEngine";
+import { useTinyEngine } from "./support/tinyEngine";
 
 const WORKER = path.join(process.cwd(), "dist", "selectWorker.js");
 
@@ -27,14 +27,7 @@ let info: ModelInfo;
 let format: PromptFormat;
 let modelPath: string;
 
-before(async () => {
-  dir = tempDir("workers");
-  ({ modelPath, engine, info, format } = await startTinyEngine(dir));
-});
-after(async () => {
-  await engine?.dispose();
-  removeDir(dir);
-});
+useTinyEngine("workers", (tiny) => ({ dir, modelPath, engine, info, format } = tiny));
 
 /** Every file of a built dataset folder, by name. */
 function folderBytes(out: string): Map<string, Buffer> {

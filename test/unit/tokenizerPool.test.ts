@@ -1,29 +1,18 @@
 // Tokenizing on several engines (src/core/tokenizerPool.ts): real engine processes on the tiny model, one with the
 // model and helpers that load only its vocabulary.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync, readFileSync } from "node:fs";
 import * as path from "node:path";
 import { EngineClient, EngineError } from "../../src/core/engineClient";
 import { splitBySize, TokenizerPool } from "../../src/core/tokenizerPool";
 import { trainingExample } from "../../src/core/promptFormat";
 import type { Segment } from "../../src/protocol/engine";
 import { enginePath, repoRoot } from "./support/pipeline";
-import { startTinyEngine, type TinyEngine } from "./support/tinyEngine";
+import { useTinyEngine, type TinyEngine } from "./support/tinyEngine";
 
-let dir: string;
 let tiny: TinyEngine;
-
-before(async () => {
-  dir = mkdtempSync(path.join(tmpdir(), "repotune-pool-"));
-  tiny = await startTinyEngine(dir);
-});
-
-after(async () => {
-  await tiny?.engine.dispose();
-  rmSync(dir, { recursive: true, force: true });
-});
+useTinyEngine("pool", (t) => (tiny = t));
 
 /** Training examples of this repository's own sources: specials, headers, code, unicode. */
 function examples(): Segment[][] {
